@@ -1,0 +1,1 @@
+"""The conversation: turn loop, language model streaming, tool runner, transcript."""

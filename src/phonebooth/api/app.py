@@ -1,0 +1,43 @@
+"""`create_app(settings)`: the FastAPI application with its lifespan. Nothing at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from phonebooth import __version__
+from phonebooth.api.bootstrap import prepare_installation
+from phonebooth.api.errors import install_error_handlers
+from phonebooth.api.routes import agents, calls, endpoints, keys, meta, numbers, webhook
+from phonebooth.api.state import AppState
+from phonebooth.config import Settings
+from phonebooth.storage.db import Database
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    state = AppState(settings=settings, db=Database(settings.resolved_database_url))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await prepare_installation(settings, state.db)
+        try:
+            yield
+        finally:
+            await state.db.dispose()
+
+    app = FastAPI(
+        title="phonebooth",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.phonebooth = state
+    install_error_handlers(app)
+    for module in (meta, agents, numbers, webhook, endpoints, keys, calls):
+        app.include_router(module.router)
+    return app

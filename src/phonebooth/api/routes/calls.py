@@ -1,0 +1,63 @@
+"""`/v1/calls`: call records, paged, with transcripts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from phonebooth.api.deps import AnyCaller, Session
+from phonebooth.api.serializers import call_json, transcript_json
+from phonebooth.storage import calls as repo
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+
+@router.get("")
+async def list_calls(
+    caller: AnyCaller,
+    session: Session,
+    direction: Literal["inbound", "outbound", "web"] | None = None,
+    status: Literal["in_progress", "completed", "failed"] | None = None,
+    from_number: str | None = None,
+    to_number: str | None = None,
+    agent_id: int | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    filters = repo.CallFilters(
+        direction=direction,
+        status=status,
+        from_number=from_number,
+        to_number=to_number,
+        agent_id=agent_id,
+        start_date=start_date,
+        end_date=end_date,
+    )
+    rows, total = await repo.list_calls(session, caller.org_id, filters, limit=limit, offset=offset)
+    return {
+        "results": [call_json(r) for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/{call_id}")
+async def get_call(call_id: int, caller: AnyCaller, session: Session) -> dict[str, Any]:
+    row = await repo.get_call(session, caller.org_id, call_id)
+    return call_json(row, await repo.transcript(session, row.id))
+
+
+@router.get("/{call_id}/transcript")
+async def get_transcript(call_id: int, caller: AnyCaller, session: Session) -> dict[str, Any]:
+    row = await repo.get_call(session, caller.org_id, call_id)
+    return {
+        "call_id": row.id,
+        "transcripts": transcript_json(await repo.transcript(session, row.id)),
+    }

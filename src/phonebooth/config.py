@@ -1,0 +1,71 @@
+"""Settings from `PHONEBOOTH_*` environment variables. Built by the CLI, passed down explicitly."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from phonebooth.core.secrets import API_KEY_PATTERN
+
+__all__ = ["Settings"]
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Every setting phonebooth reads; the README's table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="PHONEBOOTH_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".phonebooth"))
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    public_url: str | None = None
+    api_key: SecretStr | None = None
+    allow_private_urls: bool | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not API_KEY_PATTERN.match(value.get_secret_value()):
+            raise ValueError(
+                "PHONEBOOTH_API_KEY must be 'sk_live_' followed by at least 32 letters and digits"
+            )
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'phonebooth.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def private_urls_allowed(self) -> bool:
+        """Contract 4.3: default true only when the server listens on loopback alone."""
+        if self.allow_private_urls is not None:
+            return self.allow_private_urls
+        return _is_loopback_host(self.host)
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin-key"

@@ -1,0 +1,1 @@
+"""Pydantic models of the public ThunderPhone wire contract: the single definition."""

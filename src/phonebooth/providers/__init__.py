@@ -1,0 +1,1 @@
+"""Pluggable engines behind small interfaces: llm/, stt/, tts/, vad/."""

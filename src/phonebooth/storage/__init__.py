@@ -1,0 +1,1 @@
+"""SQL lives here: tables, repositories, migrations (SQLite default, PostgreSQL for scale)."""

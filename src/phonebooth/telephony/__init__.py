@@ -1,0 +1,1 @@
+"""Transports that carry calls: the simulated carrier (browser, Twilio and SIP to come)."""

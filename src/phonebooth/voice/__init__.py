@@ -1,0 +1,1 @@
+"""The audio pipeline: codecs, resampling, VAD, endpointing, STT, TTS, mixing, recording."""

@@ -1,0 +1,1 @@
+"""Outbound requests to customer servers: signing, serialization and the URL policy."""
