@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -144,3 +145,81 @@ def env_clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         }:
             monkeypatch.delenv(name)
     yield
+
+
+class LiveServer:
+    """phonebooth served by uvicorn on 127.0.0.1 (its own thread and event loop)."""
+
+    def __init__(self, base: str, settings: Settings, app: Any) -> None:
+        self.base = base
+        self.ws_url = "ws" + base.removeprefix("http") + "/v1/sim/call"
+        self.settings = settings
+        self.app = app
+        self.http = httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        )
+
+    async def json(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        response = await self.http.request(method, path, json=body)
+        assert response.status_code == expect, response.text
+        return response.json() if response.content else None
+
+    async def add_agent(self, **fields: Any) -> dict[str, Any]:
+        body = {"name": "Default", "prompt": "You are the default agent.", "voice": "v"}
+        body.update(fields)
+        result: dict[str, Any] = await self.json("POST", "/v1/agents", body, 201)
+        return result
+
+    async def add_number(self, number: str, agent_id: int | None = None) -> dict[str, Any]:
+        body = {"number": number, "inbound_agent_id": agent_id}
+        result: dict[str, Any] = await self.json("POST", "/v1/phone-numbers", body, 201)
+        return result
+
+    async def set_webhook(self, url: str | None) -> dict[str, Any]:
+        result: dict[str, Any] = await self.json("PUT", "/v1/webhook", {"url": url})
+        return result
+
+    async def deliveries(self, call_id: int, count: int, timeout: float = 10) -> list[Any]:
+        """The call's delivery records, waiting until `count` of them exist."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            page = await self.json("GET", f"/v1/developer/webhook-deliveries?call_id={call_id}")
+            if len(page["results"]) >= count:
+                return list(page["results"])
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"only {len(page['results'])} deliveries for call {call_id}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def server_options() -> dict[str, Any]:
+    """Override in a test module to change the live server's settings."""
+    return {}
+
+
+@pytest.fixture
+async def live(
+    tmp_path: Path, sqlite_url: str, server_options: dict[str, Any]
+) -> AsyncIterator[LiveServer]:
+    from tests.servers import serve_in_thread
+
+    port = free_port()
+    options = {"port": port, **server_options}
+    database = options.pop("database_url", sqlite_url)
+    settings = make_settings(tmp_path, database, **options)
+    app = create_app(settings)
+    with serve_in_thread(app, port):
+        server = LiveServer(f"http://127.0.0.1:{port}", settings, app)
+        try:
+            yield server
+        finally:
+            await server.http.aclose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    from tests.servers import ScriptedReceiver, serve_in_thread
+
+    scripted = ScriptedReceiver()
+    with serve_in_thread(scripted.app, scripted.port):
+        yield scripted

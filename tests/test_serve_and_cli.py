@@ -82,8 +82,19 @@ def test_serve_creates_a_private_admin_key_and_answers_health(
 
 def test_cli_round_trip(server: tuple[str, Path, subprocess.Popen[str]], tmp_path: Path) -> None:
     base, data_dir, _ = server
-    created = cli(base, data_dir, "agents", "create", "--name", "Desk", "--prompt", "Be kind.",
-                  "--first-message", "Hi!", "--json")  # fmt: skip
+    created = cli(
+        base,
+        data_dir,
+        "agents",
+        "create",
+        "--name",
+        "Desk",
+        "--prompt",
+        "Be kind.",
+        "--first-message",
+        "Hi!",
+        "--json",
+    )
     assert created.returncode == 0, created.stderr
     agent = json.loads(created.stdout)
     assert agent["first_message"] == "Hi!"
@@ -108,22 +119,30 @@ def test_cli_round_trip(server: tuple[str, Path, subprocess.Popen[str]], tmp_pat
     revoked = cli(base, data_dir, "keys", "revoke", key["id"])
     assert revoked.returncode == 0
 
-    bad = cli(base, data_dir, "agents", "create", "--name", "x", "--prompt", "y",
-              "--product", "fast")  # fmt: skip
+    bad = cli(
+        base, data_dir, "agents", "create", "--name", "x", "--prompt", "y", "--product", "fast"
+    )
     assert bad.returncode == 1
     assert "product" in bad.stderr and "fast" in bad.stderr
 
     tools = tmp_path / "tools.json"
     tools.write_text("[not json")
-    broken = cli(base, data_dir, "agents", "create", "--name", "x", "--prompt", "y",
-                 "--tools", str(tools))  # fmt: skip
+    broken = cli(
+        base, data_dir, "agents", "create", "--name", "x", "--prompt", "y", "--tools", str(tools)
+    )
     assert broken.returncode == 1
     assert "not valid JSON" in broken.stderr
 
 
 def test_cli_reports_unreachable_server(tmp_path: Path) -> None:
-    result = cli(f"http://127.0.0.1:{free_port()}", tmp_path, "agents", "list",
-                 "--api-key", "sk_live_" + "x" * 32)  # fmt: skip
+    result = cli(
+        f"http://127.0.0.1:{free_port()}",
+        tmp_path,
+        "agents",
+        "list",
+        "--api-key",
+        "sk_live_" + "x" * 32,
+    )
     assert result.returncode == 1
     assert "Cannot reach phonebooth" in result.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +37,8 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     allow_private_urls: bool | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    incoming_timeout: float = Field(default=2.0, gt=0, le=30)
+    max_concurrent_calls: int | None = Field(default=None, ge=1)
 
     @field_validator("api_key")
     @classmethod
@@ -65,6 +68,13 @@ class Settings(BaseSettings):
         if self.allow_private_urls is not None:
             return self.allow_private_urls
         return _is_loopback_host(self.host)
+
+    @property
+    def concurrent_call_limit(self) -> int:
+        """Text calls are cheap: 100 per core unless configured (voice engines lower it)."""
+        if self.max_concurrent_calls is not None:
+            return self.max_concurrent_calls
+        return 100 * (os.cpu_count() or 1)
 
     @property
     def admin_key_path(self) -> Path:

@@ -10,24 +10,34 @@ from fastapi import FastAPI
 from phonebooth import __version__
 from phonebooth.api.bootstrap import prepare_installation
 from phonebooth.api.errors import install_error_handlers
-from phonebooth.api.routes import agents, calls, endpoints, keys, meta, numbers, webhook
+from phonebooth.api.routes import (
+    agents,
+    calls,
+    carrier,
+    deliveries,
+    endpoints,
+    keys,
+    meta,
+    numbers,
+    webhook,
+)
 from phonebooth.api.state import AppState
 from phonebooth.config import Settings
-from phonebooth.storage.db import Database
 
 __all__ = ["create_app"]
 
 
 def create_app(settings: Settings) -> FastAPI:
-    state = AppState(settings=settings, db=Database(settings.resolved_database_url))
+    state = AppState.build(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await prepare_installation(settings, state.db)
+        await state.calls.sweep_interrupted()
         try:
             yield
         finally:
-            await state.db.dispose()
+            await state.close()
 
     app = FastAPI(
         title="phonebooth",
@@ -38,6 +48,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.phonebooth = state
     install_error_handlers(app)
-    for module in (meta, agents, numbers, webhook, endpoints, keys, calls):
+    for module in (meta, agents, numbers, webhook, endpoints, keys, calls, carrier, deliveries):
         app.include_router(module.router)
     return app

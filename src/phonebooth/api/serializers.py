@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from phonebooth.calls.report import call_json, transcript_json
 from phonebooth.contract.agent_config import redact_tools
 from phonebooth.core.secrets import secret_hint
+from phonebooth.core.timefmt import iso
 from phonebooth.storage.tables import (
     Agent,
     ApiKey,
-    Call,
     Organization,
     PhoneNumber,
-    TranscriptEntry,
+    WebhookDelivery,
     WebhookEndpoint,
 )
 
@@ -21,18 +21,13 @@ __all__ = [
     "agent_json",
     "api_key_json",
     "call_json",
+    "delivery_json",
     "endpoint_json",
     "iso",
     "number_json",
     "org_webhook_json",
     "transcript_json",
 ]
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def agent_json(agent: Agent, *, reveal_headers: bool = False) -> dict[str, Any]:
@@ -106,54 +101,23 @@ def api_key_json(key: ApiKey, *, plaintext: str | None = None) -> dict[str, Any]
     return body
 
 
-def transcript_json(entries: list[TranscriptEntry]) -> list[dict[str, Any]]:
-    return [
-        {
-            "role": entry.role,
-            "content_type": entry.content_type,
-            "content": entry.content,
-            "start_ms": entry.start_ms,
-            "end_ms": entry.end_ms,
-        }
-        for entry in entries
-    ]
-
-
-def _redacted_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    if config is None:
-        return None
-    return {**config, "tools": redact_tools(list(config.get("tools") or []))}
-
-
-def call_json(call: Call, transcripts: list[TranscriptEntry] | None = None) -> dict[str, Any]:
-    """The call object: `call.complete` data plus config, config_error and voice details."""
-    duration = 0
-    if call.end_time is not None:
-        duration = max(0, int((call.end_time - call.start_time).total_seconds()))
-    body: dict[str, Any] = {
-        "id": call.id,
-        "call_id": call.id,
-        "direction": call.direction,
-        "from_number": call.from_number,
-        "to_number": call.to_number,
-        "start_time": iso(call.start_time),
-        "end_time": iso(call.end_time),
-        "duration_seconds": duration,
-        "status": call.status,
-        "end_reason": call.end_reason,
-        "product": call.product,
-        "voice": call.voice,
-        "config_source": call.config_source,
-        "agent_id": call.agent_id,
-        "transfer_number": call.transfer_number,
-        "recording_url": None,
-        "latency": call.latency or {},
-        "config": _redacted_config(call.config),
-        "config_error": call.config_error,
-        "webhook_latency_ms": call.webhook_latency_ms,
-        "voice_used": call.voice_used,
-        "voice_substituted": call.voice_substituted,
+def delivery_json(row: WebhookDelivery) -> dict[str, Any]:
+    """One deliveries-log entry; the payload stays internal (it can be large, and has PII)."""
+    return {
+        "id": row.id,
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "call_id": row.call_id,
+        "source": row.source,
+        "endpoint_id": row.endpoint_id,
+        "endpoint_label": row.endpoint_label,
+        "url": row.url,
+        "status": row.status,
+        "attempt_count": row.attempt_count,
+        "http_status": row.http_status,
+        "failure_category": row.failure_category,
+        "errors": list(row.errors) if row.errors is not None else None,
+        "latency_ms": row.latency_ms,
+        "last_attempt_at": iso(row.last_attempt_at),
+        "next_retry_at": iso(row.next_retry_at),
     }
-    if transcripts is not None:
-        body["transcripts"] = transcript_json(transcripts)
-    return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from phonebooth import __version__
+from phonebooth.cli.call import call
 from phonebooth.cli.resources import agents_app, keys_app, numbers_app, webhook_app
 from phonebooth.cli.server import db_app, orgs_app, serve
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("serve")(serve)
+app.command("call")(call)
 app.add_typer(db_app, name="db")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(agents_app, name="agents")

@@ -29,8 +29,19 @@ webhook_app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys (admin only).", no_args_is_help=True)
 
-_AGENT_KEYS = ["id", "name", "product", "voice", "inbound_speak_order", "first_message",
-               "background_track", "tools", "prompt", "created_at", "updated_at"]  # fmt: skip
+_AGENT_KEYS = [
+    "id",
+    "name",
+    "product",
+    "voice",
+    "inbound_speak_order",
+    "first_message",
+    "background_track",
+    "tools",
+    "prompt",
+    "created_at",
+    "updated_at",
+]
 
 
 def _run(action: Any) -> Any:
@@ -70,8 +81,13 @@ def agents_create(
     else:
         if not name or not prompt:
             raise fail(CliError("--name and --prompt are required (or pass --file agent.json)"))
-        body = {"name": name, "prompt": prompt, "voice": voice, "product": product,
-                "inbound_speak_order": speak_order}  # fmt: skip
+        body = {
+            "name": name,
+            "prompt": prompt,
+            "voice": voice,
+            "product": product,
+            "inbound_speak_order": speak_order,
+        }
         if first_message:
             body["first_message"] = first_message
         if tools is not None:
@@ -190,8 +206,11 @@ def keys_create(
     as_json: AsJson = False,
 ) -> None:
     """Create an API key; it is shown once."""
-    key = _run(lambda: ApiClient(server, api_key).post("/v1/developer/api-keys",
-                                                      {"name": name, "role": role}))  # fmt: skip
+    key = _run(
+        lambda: ApiClient(server, api_key).post(
+            "/v1/developer/api-keys", {"name": name, "role": role}
+        )
+    )
     if as_json:
         print_json(key)
     else:

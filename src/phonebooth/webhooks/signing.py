@@ -89,7 +89,8 @@ def path_and_query(url: str | httpx.URL) -> str:
 
 def _encode_component(value: str) -> str:
     # quote() always keeps A-Za-z0-9 and "_.-~"; safe="" drops "/" so only unreserved remain.
-    return quote(value, safe="")
+    # surrogatepass: JSON may carry a lone "\ud800" escape, and a tool call must not crash on it.
+    return quote(value, safe="", errors="surrogatepass")
 
 
 def _argument_text(value: Any) -> str:

@@ -295,6 +295,8 @@ class PolicyTransport(httpx.AsyncHTTPTransport):
     It reuses httpx's request/response plumbing and exception mapping, and swaps in a
     connection pool whose network backend only connects to the addresses judged for this
     request. TLS server_hostname stays the URL's host, so SNI and certificates are unchanged.
+    A kept-alive connection is reused only for the same scheme, host and port, and it leads to
+    an address judged under this same policy.
     """
 
     def __init__(

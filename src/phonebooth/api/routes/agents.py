@@ -18,8 +18,16 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
-_WRITABLE = ("name", "prompt", "voice", "product", "background_track", "tools",
-             "inbound_speak_order", "first_message")  # fmt: skip
+_WRITABLE = (
+    "name",
+    "prompt",
+    "voice",
+    "product",
+    "background_track",
+    "tools",
+    "inbound_speak_order",
+    "first_message",
+)
 
 
 def _stored_fields(agent: AgentWrite) -> dict[str, Any]:

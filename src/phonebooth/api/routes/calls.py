@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from phonebooth.api.deps import AnyCaller, Session
+from phonebooth.api.deps import AnyCaller, Session, State
 from phonebooth.api.serializers import call_json, transcript_json
+from phonebooth.core.errors import ConflictError
 from phonebooth.storage import calls as repo
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A date without a zone is read as UTC, like every timestamp we write."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @router.get("")
@@ -30,6 +36,7 @@ async def list_calls(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
+    start_date, end_date = _utc(start_date), _utc(end_date)
     filters = repo.CallFilters(
         direction=direction,
         status=status,
@@ -61,3 +68,14 @@ async def get_transcript(call_id: int, caller: AnyCaller, session: Session) -> d
         "call_id": row.id,
         "transcripts": transcript_json(await repo.transcript(session, row.id)),
     }
+
+
+@router.post("/{call_id}/hangup")
+async def hangup(call_id: int, caller: AnyCaller, session: Session, state: State) -> dict[str, Any]:
+    """End a live call with `agent_end`; 409 when the call is not live in this server."""
+    row = await repo.get_call(session, caller.org_id, call_id)
+    live = state.registry.get(row.id)
+    if row.status != "in_progress" or live is None:
+        raise ConflictError(f"Call {call_id} is not in progress")
+    live.request_end("agent_end")
+    return {"call_id": row.id, "status": "ending"}

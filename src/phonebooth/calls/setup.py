@@ -1,0 +1,321 @@
+"""Call setup in one place (contract section 1): lookup, limit, record, ask, validate, fall back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from phonebooth.calls.decide import Decision, ExchangeOutcome, IncomingExchange
+from phonebooth.calls.receivers import endpoint_event_type, load_receivers
+from phonebooth.calls.registry import LiveCall, LiveCalls
+from phonebooth.calls.report import call_json
+from phonebooth.contract.agent_config import AgentConfig, redact_tools
+from phonebooth.core.ids import IdGenerator
+from phonebooth.storage import calls as calls_repo
+from phonebooth.storage.db import Database
+from phonebooth.storage.deliveries import record_delivery
+from phonebooth.storage.numbers import find_number
+from phonebooth.storage.tables import Agent, Call, PhoneNumber, utcnow
+from phonebooth.storage.webhook_config import active_secrets, get_organization
+
+__all__ = ["CallRefused", "CallService", "StartedCall"]
+
+log = logging.getLogger("phonebooth.calls")
+
+Direction = Literal["inbound", "web"]
+ConfigSource = Literal["webhook", "default", "none"]
+
+
+class CallRefused(Exception):
+    """Refused at the transport, nothing recorded: `unknown_number` or `busy`."""
+
+    def __init__(self, reason: Literal["unknown_number", "busy"], detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class StartedCall:
+    """Everything the conversation needs once setup is done."""
+
+    call_id: int
+    org_id: int
+    direction: Direction
+    from_number: str
+    to_number: str
+    config_source: ConfigSource
+    config: AgentConfig | None
+    config_error: dict[str, Any] | None
+    webhook_latency_ms: int | None
+    agent_id: int | None
+    speak_order: str
+    first_message: str | None
+    tool_secrets: tuple[str, ...]
+    live: LiveCall
+
+    def setup_message(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "config_source": self.config_source,
+            "config_error": self.config_error,
+            "config": None if self.config is None else _redacted(self.config),
+            "webhook_latency_ms": self.webhook_latency_ms,
+            "speak_order": self.speak_order,
+        }
+
+
+def _redacted(config: AgentConfig) -> dict[str, Any]:
+    body = config.as_json()
+    body["tools"] = redact_tools(body["tools"])
+    return body
+
+
+def _agent_config(agent: Agent) -> AgentConfig:
+    return AgentConfig.model_validate(
+        {
+            "prompt": agent.prompt,
+            "voice": agent.voice,
+            "product": agent.product,
+            "background_track": agent.background_track,
+            "tools": agent.tools or [],
+        }
+    )
+
+
+class CallService:
+    """Owns the lifecycle of calls in this process: start, end, and the start-up sweep."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        client: httpx.AsyncClient,
+        registry: LiveCalls,
+        incoming_timeout: float,
+        ids: IdGenerator | None = None,
+        wall_clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.client = client
+        self.registry = registry
+        self.incoming_timeout = incoming_timeout
+        self.ids = ids or IdGenerator()
+        self.wall_clock = wall_clock
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(
+        self, *, org_id: int | None, to_number: str, from_number: str, direction: Direction
+    ) -> StartedCall:
+        """Set a call up, or raise `CallRefused` having recorded nothing."""
+        async with self.db.session() as session:
+            number = await find_number(session, to_number)
+            if number is None or (org_id is not None and number.org_id != org_id):
+                raise CallRefused(
+                    "unknown_number", f"{to_number} is not a number of this installation"
+                )
+            if not self.registry.try_reserve():
+                raise CallRefused("busy", "the installation is at its concurrent-call limit")
+            try:
+                return await self._set_up(session, number, to_number, from_number, direction)
+            except BaseException:
+                self.registry.release()
+                raise
+
+    async def _set_up(
+        self,
+        session: AsyncSession,
+        number: PhoneNumber,
+        to_number: str,
+        from_number: str,
+        direction: Direction,
+    ) -> StartedCall:
+        now = self.wall_clock()
+        call = Call(
+            id=self.ids.next_id(),
+            org_id=number.org_id,
+            phone_number_id=number.id,
+            direction=direction,
+            from_number=from_number,
+            to_number=to_number,
+            status="in_progress",
+            start_time=now,
+        )
+        await calls_repo.insert_call(session, call)
+        await session.commit()
+
+        receivers = await load_receivers(
+            session,
+            number.org_id,
+            legacy_type="call.incoming",
+            endpoint_type=endpoint_event_type(direction, "incoming"),
+            blocking=True,
+            now=now,
+        )
+        data: dict[str, Any] = {
+            "call_id": call.id,
+            "from_number": from_number,
+            "to_number": to_number,
+        }
+        exchange = IncomingExchange(
+            self.client, receivers, data, timeout=self.incoming_timeout, wall_clock=self.wall_clock
+        )
+        decision = await exchange.decide()
+        if receivers:
+            self._spawn(self._record_deliveries(number.org_id, call.id, exchange))
+
+        default_agent = None
+        if number.inbound_agent_id is not None:
+            default_agent = await session.get(Agent, number.inbound_agent_id)
+        started = await self._configure(session, call, decision, default_agent, direction)
+        if started.config is None:
+            log.warning(
+                "call %s has no configuration; ending it", call.id, extra={"call_id": call.id}
+            )
+        return started
+
+    async def _configure(
+        self,
+        session: AsyncSession,
+        call: Call,
+        decision: Decision,
+        default_agent: Agent | None,
+        direction: Direction,
+    ) -> StartedCall:
+        """Apply the decision: webhook answer, else the default agent, else end the call."""
+        org = await get_organization(session, call.org_id)
+        org_secrets = active_secrets(
+            org.webhook_secret,
+            org.webhook_previous_secret,
+            org.webhook_previous_secret_expires_at,
+            self.wall_clock(),
+        )
+        config: AgentConfig | None
+        if decision.winner is not None:
+            source: ConfigSource = "webhook"
+            config = decision.winner.verdict.config
+            tool_secrets = decision.winner.receiver.secrets
+            agent_id = None
+        elif default_agent is not None:
+            source = "default"
+            config = _agent_config(default_agent)
+            tool_secrets = tuple(org_secrets)
+            agent_id = default_agent.id
+        else:
+            source, config, tool_secrets, agent_id = "none", None, tuple(org_secrets), None
+        fields: dict[str, Any] = {
+            "config_source": source,
+            "config": None if config is None else config.as_json(),
+            "config_error": decision.config_error(),
+            "config_receiver": None
+            if decision.winner is None
+            else decision.winner.receiver.receiver_id,
+            "webhook_latency_ms": decision.latency_ms
+            if decision.deciding or decision.winner
+            else None,
+            "product": None if config is None else config.product,
+            "voice": None if config is None else config.voice,
+            "agent_id": agent_id,
+        }
+        if config is None:
+            fields.update(status="failed", end_reason="error", end_time=self.wall_clock())
+        await calls_repo.update_call(session, call.id, fields)
+        await session.commit()
+        live = LiveCall(call.id, call.org_id)
+        if config is not None:
+            self.registry.add(live)
+        return StartedCall(
+            call_id=call.id,
+            org_id=call.org_id,
+            direction=direction,
+            from_number=call.from_number,
+            to_number=call.to_number,
+            config_source=source,
+            config=config,
+            config_error=fields["config_error"],
+            webhook_latency_ms=fields["webhook_latency_ms"],
+            agent_id=agent_id,
+            speak_order=default_agent.inbound_speak_order if default_agent else "agent_first",
+            first_message=default_agent.first_message
+            if source == "default" and default_agent
+            else None,
+            tool_secrets=tuple(tool_secrets),
+            live=live,
+        )
+
+    async def end(self, call_id: int, end_reason: str) -> dict[str, Any]:
+        """Close the call (once; later calls are no-ops) and return the call object."""
+        async with self.db.session() as session:
+            closed = await calls_repo.finish_call(
+                session, call_id, end_reason=end_reason, end_time=self.wall_clock()
+            )
+            await session.commit()
+            call = await calls_repo.get_call_any_org(session, call_id)
+            entries = await calls_repo.transcript(session, call_id)
+        live = self.registry.get(call_id)
+        if live is not None or closed:
+            self.registry.remove(call_id)
+        if live is not None:
+            live.ended.set()
+        assert call is not None
+        return call_json(call, entries)
+
+    async def sweep_interrupted(self) -> list[int]:
+        """Close calls a crashed process left `in_progress` as failed / error (contract 1.10)."""
+        async with self.db.session() as session:
+            ids = await calls_repo.open_call_ids(session)
+            for call_id in ids:
+                await calls_repo.finish_call(session, call_id, end_reason="error")
+            await session.commit()
+        if ids:
+            log.warning("closed %d call(s) left in progress by an earlier process", len(ids))
+        return ids
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _record_deliveries(
+        self, org_id: int, call_id: int, exchange: IncomingExchange
+    ) -> None:
+        outcomes: list[ExchangeOutcome] = await exchange.finished()
+        event_id = str(uuid.uuid4())
+        async with self.db.session() as session:
+            for outcome in outcomes:
+                receiver = outcome.receiver
+                verdict = outcome.verdict
+                await record_delivery(
+                    session,
+                    org_id=org_id,
+                    event_id=event_id,
+                    event_type=receiver.event_type,
+                    call_id=call_id,
+                    source=receiver.source,
+                    endpoint_id=None if receiver.source == "legacy" else receiver.receiver_id,
+                    endpoint_label=receiver.label,
+                    url=receiver.url,
+                    blocking=True,
+                    payload=None,
+                    status=verdict.delivery_status,
+                    attempt_count=1,
+                    http_status=verdict.http_status,
+                    failure_category=verdict.failure_category,
+                    errors=list(verdict.errors) or None,
+                    latency_ms=outcome.latency_ms,
+                    attempted_at=outcome.attempted_at,
+                )
+            await session.commit()
+
+    async def drain(self) -> None:
+        """Wait for background bookkeeping (delivery records); used at shutdown and in tests."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

@@ -1,0 +1,123 @@
+"""The simulated carrier: one WebSocket delivers one inbound call through the real call setup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from phonebooth.calls.setup import CallRefused, CallService, StartedCall
+from phonebooth.storage.db import Database
+from phonebooth.storage.orgs import authenticate_key
+from phonebooth.telephony.sim_protocol import (
+    CLOSE_BAD_MESSAGE,
+    CLOSE_BUSY,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_UNKNOWN_NUMBER,
+    CallerHangup,
+    ProtocolError,
+    parse_client_message,
+    parse_start,
+)
+
+__all__ = ["SimulatedCarrier"]
+
+log = logging.getLogger("phonebooth.telephony.sim")
+
+_START_TIMEOUT = 10.0
+
+
+class SimulatedCarrier:
+    """Runs the carrier side of one WebSocket: start, setup, the call, ended."""
+
+    def __init__(self, db: Database, calls: CallService) -> None:
+        self.db = db
+        self.calls = calls
+
+    async def _org_for_key(self, api_key: str) -> int | None:
+        async with self.db.session() as session:
+            key = await authenticate_key(session, api_key)
+            await session.commit()
+            return None if key is None else key.org_id
+
+    async def handle(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            raw = await asyncio.wait_for(websocket.receive_text(), _START_TIMEOUT)
+            start = parse_start(raw)
+        except (TimeoutError, ProtocolError, WebSocketDisconnect) as exc:
+            reason = str(exc) if isinstance(exc, ProtocolError) else "expected a start message"
+            await _close(websocket, CLOSE_BAD_MESSAGE, reason)
+            return
+        org_id = await self._org_for_key(start.api_key)
+        if org_id is None:
+            await _close(websocket, CLOSE_UNAUTHORIZED, "invalid or revoked API key")
+            return
+        try:
+            call = await self.calls.start(
+                org_id=org_id,
+                to_number=start.to_number,
+                from_number=start.from_number,
+                direction="inbound",
+            )
+        except CallRefused as refused:
+            code = CLOSE_UNKNOWN_NUMBER if refused.reason == "unknown_number" else CLOSE_BUSY
+            await _close(websocket, code, refused.detail)
+            return
+        await self._run(websocket, call)
+
+    async def _run(self, websocket: WebSocket, call: StartedCall) -> None:
+        end_reason = "caller_hangup"
+        try:
+            await websocket.send_json({"type": "setup", **call.setup_message()})
+            if call.config is None:
+                end_reason = "error"
+            else:
+                end_reason = await self._converse(websocket, call)
+        except WebSocketDisconnect:
+            end_reason = "caller_hangup"
+        except Exception:
+            log.exception("call %s failed", call.call_id, extra={"call_id": call.call_id})
+            end_reason = "error"
+        finally:
+            ended = await self.calls.end(call.call_id, end_reason)
+        await _send_and_close(websocket, {"type": "ended", **ended})
+
+    async def _converse(self, websocket: WebSocket, call: StartedCall) -> str:
+        """Until the caller hangs up or the server ends the call (e.g. POST .../hangup)."""
+        server_end: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def on_hangup(reason: str) -> None:
+            if not server_end.done():
+                server_end.set_result(reason)
+
+        call.live.on_hangup = on_hangup
+        while True:
+            receive = asyncio.ensure_future(websocket.receive_text())
+            done, _ = await asyncio.wait({receive, server_end}, return_when=asyncio.FIRST_COMPLETED)
+            if server_end in done:
+                receive.cancel()
+                return server_end.result()
+            try:
+                message = parse_client_message(receive.result())
+            except ProtocolError as exc:
+                await websocket.send_json({"type": "error", "detail": str(exc)})
+                continue
+            if isinstance(message, CallerHangup):
+                return "caller_hangup"
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(RuntimeError):
+        await websocket.close(code=code, reason=reason[:120])
+
+
+async def _send_and_close(websocket: WebSocket, message: dict[str, Any]) -> None:
+    try:
+        await websocket.send_json(message)
+        await websocket.close(code=1000)
+    except (RuntimeError, WebSocketDisconnect):
+        pass  # the caller already left; the call is recorded either way
