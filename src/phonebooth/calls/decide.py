@@ -16,7 +16,7 @@ from datetime import datetime
 
 import httpx
 
-from phonebooth.calls.receivers import Receiver
+from phonebooth.storage.receivers import Receiver
 from phonebooth.webhooks.incoming import AnswerVerdict, judge_answer, judge_failure
 from phonebooth.webhooks.sender import send_signed
 from phonebooth.webhooks.signing import serialize

@@ -14,7 +14,6 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from phonebooth.calls.decide import Decision, ExchangeOutcome, IncomingExchange
-from phonebooth.calls.receivers import endpoint_event_type, load_receivers
 from phonebooth.calls.registry import LiveCall, LiveCalls
 from phonebooth.calls.report import call_json
 from phonebooth.contract.agent_config import AgentConfig, redact_tools
@@ -23,6 +22,7 @@ from phonebooth.storage import calls as calls_repo
 from phonebooth.storage.db import Database
 from phonebooth.storage.deliveries import record_delivery
 from phonebooth.storage.numbers import find_number
+from phonebooth.storage.receivers import endpoint_event_type, load_receivers
 from phonebooth.storage.tables import Agent, Call, PhoneNumber, utcnow
 from phonebooth.storage.webhook_config import active_secrets, get_organization
 
