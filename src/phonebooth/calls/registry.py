@@ -31,6 +31,7 @@ class LiveCalls:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._reserved = 0
+        self._holding: set[int] = set()
         self._calls: dict[int, LiveCall] = {}
 
     @property
@@ -44,13 +45,22 @@ class LiveCalls:
         return True
 
     def release(self) -> None:
+        """Give back a reservation that never became a call (setup failed)."""
         self._reserved = max(0, self._reserved - 1)
+
+    def bind(self, call_id: int) -> None:
+        """The reservation now belongs to this call; `finish` gives it back."""
+        self._holding.add(call_id)
+
+    def finish(self, call_id: int) -> None:
+        """The call is over: forget it and free its slot (once, however often called)."""
+        self._calls.pop(call_id, None)
+        if call_id in self._holding:
+            self._holding.discard(call_id)
+            self.release()
 
     def add(self, call: LiveCall) -> None:
         self._calls[call.call_id] = call
-
-    def remove(self, call_id: int) -> None:
-        self._calls.pop(call_id, None)
 
     def get(self, call_id: int) -> LiveCall | None:
         return self._calls.get(call_id)

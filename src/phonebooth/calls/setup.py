@@ -22,7 +22,7 @@ from phonebooth.storage import calls as calls_repo
 from phonebooth.storage.db import Database
 from phonebooth.storage.deliveries import record_delivery
 from phonebooth.storage.numbers import find_number
-from phonebooth.storage.receivers import endpoint_event_type, load_receivers
+from phonebooth.storage.receivers import Receiver, endpoint_event_type, load_receivers
 from phonebooth.storage.tables import Agent, Call, PhoneNumber, utcnow
 from phonebooth.storage.webhook_config import active_secrets, get_organization
 
@@ -115,7 +115,11 @@ class CallService:
     async def start(
         self, *, org_id: int | None, to_number: str, from_number: str, direction: Direction
     ) -> StartedCall:
-        """Set a call up, or raise `CallRefused` having recorded nothing."""
+        """Set a call up, or raise `CallRefused` having recorded nothing.
+
+        No database connection is held while the receivers are asked: a pool of a few
+        connections must not limit how many calls can wait on slow webhooks at once.
+        """
         async with self.db.session() as session:
             number = await find_number(session, to_number)
             if number is None or (org_id is not None and number.org_id != org_id):
@@ -125,19 +129,27 @@ class CallService:
             if not self.registry.try_reserve():
                 raise CallRefused("busy", "the installation is at its concurrent-call limit")
             try:
-                return await self._set_up(session, number, to_number, from_number, direction)
+                call, receivers = await self._record_call(
+                    session, number, to_number, from_number, direction
+                )
             except BaseException:
                 self.registry.release()
                 raise
+        self.registry.bind(call.id)
+        try:
+            return await self._ask_and_configure(call, number, receivers, direction)
+        except BaseException:
+            self.registry.finish(call.id)
+            raise
 
-    async def _set_up(
+    async def _record_call(
         self,
         session: AsyncSession,
         number: PhoneNumber,
         to_number: str,
         from_number: str,
         direction: Direction,
-    ) -> StartedCall:
+    ) -> tuple[Call, list[Receiver]]:
         now = self.wall_clock()
         call = Call(
             id=self.ids.next_id(),
@@ -150,8 +162,6 @@ class CallService:
             start_time=now,
         )
         await calls_repo.insert_call(session, call)
-        await session.commit()
-
         receivers = await load_receivers(
             session,
             number.org_id,
@@ -160,10 +170,16 @@ class CallService:
             blocking=True,
             now=now,
         )
+        await session.commit()
+        return call, receivers
+
+    async def _ask_and_configure(
+        self, call: Call, number: PhoneNumber, receivers: list[Receiver], direction: Direction
+    ) -> StartedCall:
         data: dict[str, Any] = {
             "call_id": call.id,
-            "from_number": from_number,
-            "to_number": to_number,
+            "from_number": call.from_number,
+            "to_number": call.to_number,
         }
         exchange = IncomingExchange(
             self.client, receivers, data, timeout=self.incoming_timeout, wall_clock=self.wall_clock
@@ -171,11 +187,11 @@ class CallService:
         decision = await exchange.decide()
         if receivers:
             self._spawn(self._record_deliveries(number.org_id, call.id, exchange))
-
-        default_agent = None
-        if number.inbound_agent_id is not None:
-            default_agent = await session.get(Agent, number.inbound_agent_id)
-        started = await self._configure(session, call, decision, default_agent, direction)
+        async with self.db.session() as session:
+            default_agent = None
+            if number.inbound_agent_id is not None:
+                default_agent = await session.get(Agent, number.inbound_agent_id)
+            started = await self._configure(session, call, decision, default_agent, direction)
         if started.config is None:
             log.warning(
                 "call %s has no configuration; ending it", call.id, extra={"call_id": call.id}
@@ -254,15 +270,14 @@ class CallService:
     async def end(self, call_id: int, end_reason: str) -> dict[str, Any]:
         """Close the call (once; later calls are no-ops) and return the call object."""
         async with self.db.session() as session:
-            closed = await calls_repo.finish_call(
+            await calls_repo.finish_call(
                 session, call_id, end_reason=end_reason, end_time=self.wall_clock()
             )
             await session.commit()
             call = await calls_repo.get_call_any_org(session, call_id)
             entries = await calls_repo.transcript(session, call_id)
         live = self.registry.get(call_id)
-        if live is not None or closed:
-            self.registry.remove(call_id)
+        self.registry.finish(call_id)
         if live is not None:
             live.ended.set()
         assert call is not None
