@@ -83,7 +83,7 @@ async def number(live: LiveServer) -> dict[str, Any]:
 
 async def run_row(live: LiveServer, url: str) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     await live.set_webhook(url)
-    setup, ended = await setup_and_hangup(live.ws_url, "+15555550200")
+    setup, _ended = await setup_and_hangup(live.ws_url, "+15555550200")
     call = await live.json("GET", f"/v1/calls/{setup['call_id']}")
     deliveries = await live.deliveries(setup["call_id"], 1)
     return setup, call, deliveries
@@ -146,7 +146,7 @@ async def test_no_webhook(live: LiveServer, number: dict[str, Any]) -> None:
 async def test_transport_failures(
     live: LiveServer, number: dict[str, Any], name: str, url: str, reason: str
 ) -> None:
-    setup, call, (delivery,) = await run_row(live, url)
+    _setup, call, (delivery,) = await run_row(live, url)
     assert call["config_source"] == "default"
     assert call["config_error"]["reason"] == reason
     assert delivery["status"] == "failed"
@@ -159,7 +159,7 @@ async def test_tls_failure(
 ) -> None:
     receiver.on("/hook", json_answer(VALID))
     url = f"https://127.0.0.1:{receiver.port}/hook"  # plain HTTP behind: the handshake fails
-    setup, call, (delivery,) = await run_row(live, url)
+    _setup, call, (delivery,) = await run_row(live, url)
     assert call["config_error"]["reason"] == "tls"
     assert delivery["failure_category"] == "tls"
 
@@ -169,7 +169,7 @@ async def test_timeout_is_bounded_by_the_deadline(
     live: LiveServer, receiver: ScriptedReceiver, number: dict[str, Any]
 ) -> None:
     url = receiver.on("/hook", raw_answer(b"{}", delay=3))
-    setup, call, (delivery,) = await run_row(live, url)
+    _setup, call, (delivery,) = await run_row(live, url)
     assert call["config_error"]["reason"] == "timeout"
     assert delivery["failure_category"] == "timeout"
     assert 500 <= call["webhook_latency_ms"] <= 550
@@ -179,7 +179,6 @@ async def test_seed_handler_picks_prompt_by_area_code(
     live: LiveServer, receiver: ScriptedReceiver, number: dict[str, Any]
 ) -> None:
     from tests.seed_handler import create_seed_app
-
     from tests.servers import serve_in_thread
 
     secret = (await live.json("GET", "/v1/webhook"))["secret"]
