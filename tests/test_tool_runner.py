@@ -532,8 +532,15 @@ async def test_a_remote_ref_is_never_fetched(
         timeout=10.0,
     )
     outcome = await run_one(make_runner(client, tool), ask("lookup", {"a": 1}))
-    assert outcome.result["error"] == "invalid_arguments"
+    assert outcome.result == {
+        "error": "invalid_arguments",
+        "details": ["$: the tool's parameters schema cannot be applied to these arguments"],
+    }
     assert receiver.requests == []
+
+
+async def test_an_empty_step(client: httpx.AsyncClient) -> None:
+    assert await make_runner(client).run_step([]) == []
 
 
 async def test_unknown_tool(receiver: ScriptedReceiver, client: httpx.AsyncClient) -> None:

@@ -23,7 +23,7 @@ from phonebooth.storage.db import Database
 from phonebooth.storage.deliveries import record_delivery
 from phonebooth.storage.numbers import find_number
 from phonebooth.storage.receivers import Receiver, endpoint_event_type, load_receivers
-from phonebooth.storage.tables import Agent, Call, PhoneNumber, utcnow
+from phonebooth.storage.tables import Agent, Call, Organization, PhoneNumber, utcnow
 from phonebooth.storage.webhook_config import active_secrets, get_organization
 
 __all__ = ["CallRefused", "CallService", "StartedCall"]
@@ -111,14 +111,16 @@ class CallService:
         self.ids = ids or IdGenerator()
         self.wall_clock = wall_clock
         self._background: set[asyncio.Task[None]] = set()
+        self._pending: dict[int, asyncio.Task[None]] = {}
 
     async def start(
         self, *, org_id: int | None, to_number: str, from_number: str, direction: Direction
     ) -> StartedCall:
         """Set a call up, or raise `CallRefused` having recorded nothing.
 
-        No database connection is held while the receivers are asked: a pool of a few
-        connections must not limit how many calls can wait on slow webhooks at once.
+        No database connection is held while the receivers are asked (a small pool must not
+        limit how many calls wait on slow webhooks), and the decision is written behind the
+        caller's back: the transport learns the configuration as soon as it is decided.
         """
         async with self.db.session() as session:
             number = await find_number(session, to_number)
@@ -129,6 +131,10 @@ class CallService:
             if not self.registry.try_reserve():
                 raise CallRefused("busy", "the installation is at its concurrent-call limit")
             try:
+                org = await get_organization(session, number.org_id)
+                default_agent = None
+                if number.inbound_agent_id is not None:
+                    default_agent = await session.get(Agent, number.inbound_agent_id)
                 call, receivers = await self._record_call(
                     session, number, to_number, from_number, direction
                 )
@@ -137,7 +143,8 @@ class CallService:
                 raise
         self.registry.bind(call.id)
         try:
-            return await self._ask_and_configure(call, number, receivers, direction)
+            decision = await self._ask(call, receivers)
+            return self._configure(call, decision, org, default_agent, direction)
         except BaseException:
             self.registry.finish(call.id)
             raise
@@ -173,9 +180,7 @@ class CallService:
         await session.commit()
         return call, receivers
 
-    async def _ask_and_configure(
-        self, call: Call, number: PhoneNumber, receivers: list[Receiver], direction: Direction
-    ) -> StartedCall:
+    async def _ask(self, call: Call, receivers: list[Receiver]) -> Decision:
         data: dict[str, Any] = {
             "call_id": call.id,
             "from_number": call.from_number,
@@ -186,28 +191,18 @@ class CallService:
         )
         decision = await exchange.decide()
         if receivers:
-            self._spawn(self._record_deliveries(number.org_id, call.id, exchange))
-        async with self.db.session() as session:
-            default_agent = None
-            if number.inbound_agent_id is not None:
-                default_agent = await session.get(Agent, number.inbound_agent_id)
-            started = await self._configure(session, call, decision, default_agent, direction)
-        if started.config is None:
-            log.warning(
-                "call %s has no configuration; ending it", call.id, extra={"call_id": call.id}
-            )
-        return started
+            self._spawn(self._record_deliveries(call.org_id, call.id, exchange))
+        return decision
 
-    async def _configure(
+    def _configure(
         self,
-        session: AsyncSession,
         call: Call,
         decision: Decision,
+        org: Organization,
         default_agent: Agent | None,
         direction: Direction,
     ) -> StartedCall:
         """Apply the decision: webhook answer, else the default agent, else end the call."""
-        org = await get_organization(session, call.org_id)
         org_secrets = active_secrets(
             org.webhook_secret,
             org.webhook_previous_secret,
@@ -227,24 +222,23 @@ class CallService:
             agent_id = default_agent.id
         else:
             source, config, tool_secrets, agent_id = "none", None, tuple(org_secrets), None
+            log.warning(
+                "call %s has no configuration; ending it", call.id, extra={"call_id": call.id}
+            )
+        winner = decision.winner
         fields: dict[str, Any] = {
             "config_source": source,
             "config": None if config is None else config.as_json(),
             "config_error": decision.config_error(),
-            "config_receiver": None
-            if decision.winner is None
-            else decision.winner.receiver.receiver_id,
-            "webhook_latency_ms": decision.latency_ms
-            if decision.deciding or decision.winner
-            else None,
+            "config_receiver": None if winner is None else winner.receiver.receiver_id,
+            "webhook_latency_ms": decision.latency_ms if decision.deciding or winner else None,
             "product": None if config is None else config.product,
             "voice": None if config is None else config.voice,
             "agent_id": agent_id,
         }
         if config is None:
             fields.update(status="failed", end_reason="error", end_time=self.wall_clock())
-        await calls_repo.update_call(session, call.id, fields)
-        await session.commit()
+        self._pending[call.id] = self._spawn(self._store(call.id, fields))
         live = LiveCall(call.id, call.org_id)
         if config is not None:
             self.registry.add(live)
@@ -260,15 +254,23 @@ class CallService:
             webhook_latency_ms=fields["webhook_latency_ms"],
             agent_id=agent_id,
             speak_order=default_agent.inbound_speak_order if default_agent else "agent_first",
-            first_message=default_agent.first_message
-            if source == "default" and default_agent
-            else None,
+            first_message=(
+                default_agent.first_message if source == "default" and default_agent else None
+            ),
             tool_secrets=tuple(tool_secrets),
             live=live,
         )
 
+    async def _store(self, call_id: int, fields: dict[str, Any]) -> None:
+        async with self.db.session() as session:
+            await calls_repo.update_call(session, call_id, fields)
+            await session.commit()
+
     async def end(self, call_id: int, end_reason: str) -> dict[str, Any]:
         """Close the call (once; later calls are no-ops) and return the call object."""
+        pending = self._pending.pop(call_id, None)
+        if pending is not None:
+            await pending  # the setup decision is written before the end
         async with self.db.session() as session:
             await calls_repo.finish_call(
                 session, call_id, end_reason=end_reason, end_time=self.wall_clock()
@@ -294,10 +296,11 @@ class CallService:
             log.warning("closed %d call(s) left in progress by an earlier process", len(ids))
         return ids
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _record_deliveries(
         self, org_id: int, call_id: int, exchange: IncomingExchange
