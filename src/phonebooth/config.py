@@ -39,6 +39,22 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     incoming_timeout: float = Field(default=2.0, gt=0, le=30)
     max_concurrent_calls: int | None = Field(default=None, ge=1)
+    max_call_seconds: float = Field(default=1800, gt=0)
+    silence_checkin_seconds: float = Field(default=10, gt=0)
+    silence_hangup_seconds: float = Field(default=30, gt=0)
+    # LLM (providers/llm/select.py documents the choice rule and the per-provider defaults).
+    llm_provider: Literal["openai", "llama_cpp"] | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout: float = Field(default=30.0, gt=0, le=600)
+    llm_model_path: str | None = None
+    llm_hub_model: str | None = None
+    model_spark: str | None = None
+    model_bolt: str | None = None
+    model_zap: str | None = None
+    silence_ms_spark: int = Field(default=400, ge=50, le=10_000)
+    silence_ms_bolt: int = Field(default=600, ge=50, le=10_000)
+    silence_ms_zap: int = Field(default=900, ge=50, le=10_000)
 
     @field_validator("api_key")
     @classmethod

@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await prepare_installation(settings, state.db)
         await state.calls.sweep_interrupted()
+        state.dispatcher.start()
         try:
             yield
         finally:

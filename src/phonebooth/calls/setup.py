@@ -15,15 +15,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from phonebooth.calls.decide import Decision, ExchangeOutcome, IncomingExchange
 from phonebooth.calls.registry import LiveCall, LiveCalls
-from phonebooth.calls.report import call_json
+from phonebooth.calls.report import call_json, complete_data
 from phonebooth.contract.agent_config import AgentConfig, redact_tools
 from phonebooth.core.ids import IdGenerator
 from phonebooth.storage import calls as calls_repo
 from phonebooth.storage.db import Database
 from phonebooth.storage.deliveries import record_delivery
 from phonebooth.storage.numbers import find_number
+from phonebooth.storage.outbox import enqueue_event
 from phonebooth.storage.receivers import Receiver, endpoint_event_type, load_receivers
-from phonebooth.storage.tables import Agent, Call, Organization, PhoneNumber, utcnow
+from phonebooth.storage.tables import (
+    Agent,
+    Call,
+    Organization,
+    PhoneNumber,
+    TranscriptEntry,
+    utcnow,
+)
 from phonebooth.storage.webhook_config import active_secrets, get_organization
 
 __all__ = ["CallRefused", "CallService", "StartedCall"]
@@ -266,31 +274,83 @@ class CallService:
             await calls_repo.update_call(session, call_id, fields)
             await session.commit()
 
-    async def end(self, call_id: int, end_reason: str) -> dict[str, Any]:
-        """Close the call (once; later calls are no-ops) and return the call object."""
+    async def append_transcript(self, call_id: int, rows: list[dict[str, Any]]) -> None:
+        async with self.db.session() as session:
+            await calls_repo.add_transcript_entries(session, call_id, rows)
+            await session.commit()
+
+    async def record_tool(
+        self, call: StartedCall, rows: list[dict[str, Any]], event: dict[str, Any]
+    ) -> None:
+        """A tool execution's transcript rows and its `*.tool` event, in one transaction."""
+        async with self.db.session() as session:
+            await calls_repo.add_transcript_entries(session, call.call_id, rows)
+            await enqueue_event(
+                session,
+                org_id=call.org_id,
+                legacy_type=None,
+                endpoint_type=endpoint_event_type(call.direction, "tool"),
+                data=event,
+                call_id=call.call_id,
+                now=self.wall_clock(),
+            )
+            await session.commit()
+
+    async def end(
+        self, call_id: int, end_reason: str, *, latency: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Close the call once and queue its `call.complete` in the same transaction.
+
+        Later calls are no-ops that return the call object as it is.
+        """
         pending = self._pending.pop(call_id, None)
         if pending is not None:
             await pending  # the setup decision is written before the end
         async with self.db.session() as session:
-            await calls_repo.finish_call(
+            closed = await calls_repo.finish_call(
                 session, call_id, end_reason=end_reason, end_time=self.wall_clock()
             )
-            await session.commit()
+            if closed and latency is not None:
+                await calls_repo.update_call(session, call_id, {"latency": latency})
             call = await calls_repo.get_call_any_org(session, call_id)
+            assert call is not None
+            await session.refresh(call)
             entries = await calls_repo.transcript(session, call_id)
+            if closed:
+                await self._queue_complete(session, call, entries)
+            await session.commit()
         live = self.registry.get(call_id)
         self.registry.finish(call_id)
         if live is not None:
             live.ended.set()
-        assert call is not None
         return call_json(call, entries)
 
+    async def _queue_complete(
+        self, session: AsyncSession, call: Call, entries: list[TranscriptEntry]
+    ) -> None:
+        direction: Direction = "web" if call.direction == "web" else "inbound"
+        await enqueue_event(
+            session,
+            org_id=call.org_id,
+            legacy_type="call.complete",
+            endpoint_type=endpoint_event_type(direction, "complete"),
+            data=complete_data(call, entries),
+            call_id=call.id,
+            now=self.wall_clock(),
+        )
+
     async def sweep_interrupted(self) -> list[int]:
-        """Close calls a crashed process left `in_progress` as failed / error (contract 1.10)."""
+        """Close calls a crashed process left `in_progress` as failed / error (contract 1.10),
+        each with its `call.complete`."""
         async with self.db.session() as session:
             ids = await calls_repo.open_call_ids(session)
             for call_id in ids:
-                await calls_repo.finish_call(session, call_id, end_reason="error")
+                if await calls_repo.finish_call(session, call_id, end_reason="error"):
+                    call = await calls_repo.get_call_any_org(session, call_id)
+                    assert call is not None
+                    await session.refresh(call)
+                    entries = await calls_repo.transcript(session, call_id)
+                    await self._queue_complete(session, call, entries)
             await session.commit()
         if ids:
             log.warning("closed %d call(s) left in progress by an earlier process", len(ids))

@@ -8,6 +8,7 @@ from phonebooth import __version__
 from phonebooth.cli.call import call
 from phonebooth.cli.resources import agents_app, keys_app, numbers_app, webhook_app
 from phonebooth.cli.server import db_app, orgs_app, serve
+from phonebooth.cli.worker import worker
 
 __all__ = ["app", "main"]
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("serve")(serve)
+app.command("worker")(worker)
 app.command("call")(call)
 app.add_typer(db_app, name="db")
 app.add_typer(orgs_app, name="orgs")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from phonebooth.calls.session import CallSession
 from phonebooth.calls.setup import CallRefused, CallService, StartedCall
 from phonebooth.storage.db import Database
 from phonebooth.storage.orgs import authenticate_key
@@ -18,6 +20,7 @@ from phonebooth.telephony.sim_protocol import (
     CLOSE_UNAUTHORIZED,
     CLOSE_UNKNOWN_NUMBER,
     CallerHangup,
+    CallerText,
     ProtocolError,
     parse_client_message,
     parse_start,
@@ -29,13 +32,16 @@ log = logging.getLogger("phonebooth.telephony.sim")
 
 _START_TIMEOUT = 10.0
 
+SessionFactory = Callable[[StartedCall, Callable[[dict[str, Any]], Awaitable[None]]], CallSession]
+
 
 class SimulatedCarrier:
     """Runs the carrier side of one WebSocket: start, setup, the call, ended."""
 
-    def __init__(self, db: Database, calls: CallService) -> None:
+    def __init__(self, db: Database, calls: CallService, sessions: SessionFactory) -> None:
         self.db = db
         self.calls = calls
+        self.sessions = sessions
 
     async def _org_for_key(self, api_key: str) -> int | None:
         async with self.db.session() as session:
@@ -70,44 +76,62 @@ class SimulatedCarrier:
         await self._run(websocket, call)
 
     async def _run(self, websocket: WebSocket, call: StartedCall) -> None:
-        end_reason = "caller_hangup"
+        session: CallSession | None = None
+        end_reason = "error"
         try:
             await websocket.send_json({"type": "setup", **call.setup_message()})
-            if call.config is None:
-                end_reason = "error"
-            else:
-                end_reason = await self._converse(websocket, call)
+            if call.config is not None:
+                session = self.sessions(call, _safe_sender(websocket))
+                end_reason = await self._converse(websocket, session)
         except WebSocketDisconnect:
             end_reason = "caller_hangup"
         except Exception:
             log.exception("call %s failed", call.call_id, extra={"call_id": call.call_id})
             end_reason = "error"
         finally:
-            ended = await self.calls.end(call.call_id, end_reason)
+            if session is not None:
+                ended = await session.finish(end_reason)
+            else:
+                ended = await self.calls.end(call.call_id, end_reason)
         await _send_and_close(websocket, {"type": "ended", **ended})
 
-    async def _converse(self, websocket: WebSocket, call: StartedCall) -> str:
-        """Until the caller hangs up or the server ends the call (e.g. POST .../hangup)."""
-        server_end: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    async def _converse(self, websocket: WebSocket, session: CallSession) -> str:
+        """The conversation until it ends; caller messages feed it, agent messages go out."""
+        runner = asyncio.create_task(session.run())
+        try:
+            while not runner.done():
+                receive = asyncio.ensure_future(websocket.receive_text())
+                done, _ = await asyncio.wait({receive, runner}, return_when=asyncio.FIRST_COMPLETED)
+                if receive not in done:
+                    receive.cancel()
+                    break
+                try:
+                    message = parse_client_message(receive.result())
+                except ProtocolError as exc:
+                    await websocket.send_json({"type": "error", "detail": str(exc)})
+                    continue
+                except (WebSocketDisconnect, RuntimeError):
+                    session.end_soon("caller_hangup")
+                    break
+                if isinstance(message, CallerHangup):
+                    session.end_soon("caller_hangup")
+                elif isinstance(message, CallerText):
+                    session.caller_text(message.text)
+            return await runner
+        finally:
+            if not runner.done():
+                session.end_soon("error")
+                await runner
 
-        def on_hangup(reason: str) -> None:
-            if not server_end.done():
-                server_end.set_result(reason)
 
-        call.live.on_hangup = on_hangup
-        while True:
-            receive = asyncio.ensure_future(websocket.receive_text())
-            done, _ = await asyncio.wait({receive, server_end}, return_when=asyncio.FIRST_COMPLETED)
-            if server_end in done:
-                receive.cancel()
-                return server_end.result()
-            try:
-                message = parse_client_message(receive.result())
-            except ProtocolError as exc:
-                await websocket.send_json({"type": "error", "detail": str(exc)})
-                continue
-            if isinstance(message, CallerHangup):
-                return "caller_hangup"
+def _safe_sender(websocket: WebSocket) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """Agent messages to a caller who may already be gone: a lost message is not an error."""
+
+    async def send(message: dict[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await websocket.send_json(message)
+
+    return send
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

@@ -9,13 +9,16 @@ from fastapi import APIRouter, Request, Response
 from phonebooth.api.deps import AdminCaller, AnyCaller, Session, State, parse_body, read_json
 from phonebooth.api.serializers import endpoint_json
 from phonebooth.api.url_checks import check_url
-from phonebooth.contract.webhooks import EndpointCreate, EndpointUpdate
+from phonebooth.contract.webhooks import EVENT_NAMES, EndpointCreate, EndpointUpdate
 from phonebooth.core.errors import FieldError, ValidationFailed
 from phonebooth.storage import webhook_config as repo
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/developer/webhook-endpoints", tags=["webhook endpoints"])
+
+TEST_EVENT = "webhook.test"
+_TEST_EVENT_TYPES = frozenset((*EVENT_NAMES, TEST_EVENT))
 
 
 @router.get("")
@@ -75,3 +78,31 @@ async def rotate_secret(endpoint_id: str, caller: AdminCaller, session: Session)
     row = await repo.rotate_endpoint_secret(session, caller.org_id, endpoint_id)
     await session.commit()
     return endpoint_json(row, with_secret=True)
+
+
+async def _test_event_type(request: Request) -> str:
+    """The optional `{"event_type": ...}` body of a test send; an empty body means the default."""
+    if not (await request.body()).strip():
+        return TEST_EVENT
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    unknown = sorted(set(body) - {"event_type"})
+    if unknown:
+        raise ValidationFailed([FieldError(name, "is not a known field") for name in unknown])
+    event_type = body.get("event_type", TEST_EVENT)
+    if not isinstance(event_type, str) or event_type not in _TEST_EVENT_TYPES:
+        raise ValidationFailed(
+            [FieldError("event_type", f"must be {TEST_EVENT!r} or a known event name")]
+        )
+    return event_type
+
+
+@router.post("/{endpoint_id}/test")
+async def send_test_event(
+    endpoint_id: str, request: Request, caller: AnyCaller, state: State
+) -> dict[str, Any]:
+    """One signed attempt, sent now and recorded as a delivery; the answer says how it went."""
+    event_type = await _test_event_type(request)
+    result = await state.dispatcher.send_test(caller.org_id, endpoint_id, event_type)
+    return result.as_json()
