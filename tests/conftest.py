@@ -87,8 +87,13 @@ def make_settings(tmp_path: Path, database_url: str, **extra: Any) -> Settings:
         "data_dir": tmp_path / "data",
         "database_url": database_url,
         "api_key": ADMIN_KEY,
+        # Tests choose their model explicitly (a scripted server, or none): what this machine
+        # has installed or exports (OPENAI_API_KEY) must not change their outcome.
+        "llm_provider": "none",
     }
     values.update(extra)
+    if "llm_base_url" in extra and "llm_provider" not in extra:
+        values["llm_provider"] = "openai"
     return Settings(**values)
 
 

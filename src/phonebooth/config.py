@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     silence_checkin_seconds: float = Field(default=10, gt=0)
     silence_hangup_seconds: float = Field(default=30, gt=0)
     # LLM (providers/llm/select.py documents the choice rule and the per-provider defaults).
-    llm_provider: Literal["openai", "llama_cpp"] | None = None
+    llm_provider: Literal["openai", "llama_cpp", "none"] | None = None
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_timeout: float = Field(default=30.0, gt=0, le=600)

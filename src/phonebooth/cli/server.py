@@ -75,9 +75,11 @@ def serve(
     configure_logging(settings.log_level)
     result = asyncio.run(_prepare(settings))
     _announce(settings, result)
+    app = create_app(settings)
+    typer.echo(app.state.phonebooth.llm_choice.explanation)
     typer.echo(f"phonebooth listening on {settings.resolved_public_url}  (docs at /docs)")
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -184,10 +184,30 @@ async def claim_due(
 
 @dataclass(frozen=True)
 class SendTarget:
-    """Where a delivery goes now and the secrets that sign it, newest first."""
+    """Where a delivery goes now, the secrets that sign it (newest first), and for an endpoint
+    its status as read with them."""
 
     url: str
     secrets: tuple[str, ...]
+    endpoint_status: str | None = None
+    failing_since: datetime | None = None
+
+    def may_change_endpoint(self, outcome: EndpointOutcome, now: datetime) -> bool:
+        """Whether `note_endpoint_outcome` could change anything, judged on the status as read.
+
+        Skipping the no-op updates keeps the common case (a healthy endpoint answering 2xx) to
+        one statement per delivery. The status may have moved since it was read; the worst
+        case is a change applied one attempt later.
+        """
+        if self.endpoint_status is None:  # the single webhook has no status
+            return False
+        if outcome == "delivered":
+            return self.failing_since is not None or self.endpoint_status == "failing"
+        if outcome == "gone":
+            return self.endpoint_status != "disabled"
+        if self.failing_since is None:
+            return True
+        return self.endpoint_status == "active" and now - self.failing_since >= FAILING_AFTER
 
 
 async def load_targets(
@@ -248,7 +268,7 @@ def _target(
     secrets = active_secrets(
         endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_expires_at, now
     )
-    return SendTarget(endpoint.url, tuple(secrets))
+    return SendTarget(endpoint.url, tuple(secrets), endpoint.status, endpoint.failing_since)
 
 
 @dataclass(frozen=True)
@@ -322,8 +342,10 @@ async def note_endpoint_outcome(
     this = endpoint.id == endpoint_id
     statements: list[Any]
     if outcome == "delivered":
-        statements = [
-            update(endpoint).where(this).values(failing_since=None),
+        statements = [  # usually nothing to change: match no row, so no row lock is taken
+            update(endpoint)
+            .where(this, endpoint.failing_since.is_not(None))
+            .values(failing_since=None),
             update(endpoint)
             .where(this, endpoint.status == "failing")
             .values(status="active", updated_at=now),

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from phonebooth.config import Settings
 from phonebooth.contract.agent_config import Product
 from phonebooth.providers.llm.base import LLM, LLMUnavailable
+from phonebooth.providers.llm.llama_cpp import LlamaCppLLM
 from phonebooth.providers.llm.local_model import locate_model
 from phonebooth.providers.llm.openai_compat import OPENAI_DEFAULT_BASE_URL, OpenAICompatibleLLM
 
@@ -96,7 +97,9 @@ def _tiers_text(settings: Settings, provider: str) -> str:
 
 
 def _configured_key(settings: Settings) -> str | None:
-    return settings.llm_api_key.get_secret_value() or None if settings.llm_api_key else None
+    if settings.llm_api_key is None:
+        return None
+    return settings.llm_api_key.get_secret_value() or None
 
 
 def _openai(settings: Settings, base_url: str, key: str | None, why: str) -> LLMChoice:
@@ -113,18 +116,12 @@ def _openai_from_env(settings: Settings, environ: Mapping[str, str], why: str) -
         return _openai(settings, settings.llm_base_url, _configured_key(settings), why)
     key = _configured_key(settings) or environ.get("OPENAI_API_KEY") or None
     if key is None:
-        return LLMChoice(
-            None,
-            None,
-            f"{_NONE} ({why}, but no endpoint): {_SET_REMOTE}",
-        )
+        return LLMChoice(None, None, f"{_NONE} ({why}, but no endpoint): {_SET_REMOTE}")
     base_url = environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
     return _openai(settings, base_url, key, why)
 
 
 def _llama(settings: Settings, why: str) -> LLMChoice:
-    from phonebooth.providers.llm.llama_cpp import LlamaCppLLM
-
     try:
         llm = LlamaCppLLM(settings.llm_model_path, hub_model=settings.llm_hub_model)
     except LLMUnavailable as exc:
@@ -143,6 +140,8 @@ def choose_llm(settings: Settings, environ: Mapping[str, str]) -> LLMChoice:
         return _openai_from_env(settings, environ, "PHONEBOOTH_LLM_PROVIDER=openai")
     if settings.llm_provider == "llama_cpp":
         return _llama(settings, "PHONEBOOTH_LLM_PROVIDER=llama_cpp")
+    if settings.llm_provider == "none":
+        return LLMChoice(None, None, f"{_NONE} (PHONEBOOTH_LLM_PROVIDER=none)")
     if settings.llm_base_url:
         return _openai_from_env(settings, environ, "PHONEBOOTH_LLM_BASE_URL is set")
     if settings.llm_api_key is not None:
