@@ -23,7 +23,7 @@ import httpx
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _server import _free_port, running_server  # noqa: E402
+from _server import _free_port, running_server
 
 BODY = (
     b'{"data":{"call_id":1,"from_number":"+15555550100","to_number":"+15555550200"},'
