@@ -184,15 +184,22 @@ class LiveServer:
         result: dict[str, Any] = await self.json("PUT", "/v1/webhook", {"url": url})
         return result
 
-    async def deliveries(self, call_id: int, count: int, timeout: float = 10) -> list[Any]:
-        """The call's delivery records, waiting until `count` of them exist."""
+    async def deliveries(
+        self, call_id: int, count: int, timeout: float = 10, *, incoming_only: bool = True
+    ) -> list[Any]:
+        """The call's delivery records (its `*.incoming` ones by default), once `count` exist."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             page = await self.json("GET", f"/v1/developer/webhook-deliveries?call_id={call_id}")
-            if len(page["results"]) >= count:
-                return list(page["results"])
+            rows = [
+                row
+                for row in page["results"]
+                if not incoming_only or row["event_type"].endswith(".incoming")
+            ]
+            if len(rows) >= count:
+                return rows
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"only {len(page['results'])} deliveries for call {call_id}")
+                raise AssertionError(f"only {len(rows)} deliveries for call {call_id}")
             await asyncio.sleep(0.05)
 
 
@@ -203,13 +210,24 @@ def server_options() -> dict[str, Any]:
 
 
 @pytest.fixture
+def llm() -> Iterator[Any]:
+    """A scripted OpenAI-compatible model on 127.0.0.1; every live server talks to one."""
+    from tests.llm_server import ScriptedLLMServer
+
+    with ScriptedLLMServer(default_text="Okay.") as server:
+        yield server
+
+
+@pytest.fixture
 async def live(
-    tmp_path: Path, sqlite_url: str, server_options: dict[str, Any]
+    tmp_path: Path, sqlite_url: str, server_options: dict[str, Any], llm: Any
 ) -> AsyncIterator[LiveServer]:
     from tests.servers import serve_in_thread
 
     port = free_port()
-    options = {"port": port, **server_options}
+    options = {"port": port, "llm_base_url": llm.base_url, **server_options}
+    for tier in ("spark", "bolt", "zap"):
+        options.setdefault(f"model_{tier}", "scripted")
     database = options.pop("database_url", sqlite_url)
     settings = make_settings(tmp_path, database, **options)
     app = create_app(settings)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import thunderphone
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,23 +15,6 @@ from tests.helpers import SEARCH_TOOL
 from tests.llm_server import ScriptedLLMServer
 from tests.servers import ScriptedReceiver, json_answer
 from tests.sim import open_call
-
-
-@pytest.fixture
-def llm() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(default_text="Anything else?") as server:
-        yield server
-
-
-@pytest.fixture
-def server_options(llm: ScriptedLLMServer) -> dict[str, Any]:
-    return {
-        "llm_base_url": llm.base_url,
-        "llm_api_key": "test-key",
-        "model_spark": "scripted",
-        "model_bolt": "scripted",
-        "model_zap": "scripted",
-    }
 
 
 def hook(config: dict[str, Any]) -> Any:

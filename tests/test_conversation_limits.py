@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,17 +13,6 @@ from tests.helpers import SEARCH_TOOL
 from tests.llm_server import ScriptedLLMServer
 from tests.servers import ScriptedReceiver, json_answer, raw_answer
 from tests.sim import open_call
-
-
-@pytest.fixture
-def llm() -> Iterator[ScriptedLLMServer]:
-    with ScriptedLLMServer(default_text="Okay.") as server:
-        yield server
-
-
-@pytest.fixture
-def server_options(llm: ScriptedLLMServer) -> dict[str, Any]:
-    return {"llm_base_url": llm.base_url, "model_spark": "scripted"}
 
 
 def tool(name: str, url: str, timeout: float = 10, method: str = "POST") -> dict[str, Any]:

@@ -21,7 +21,7 @@ from phonebooth.core.ids import IdGenerator
 from phonebooth.storage import calls as calls_repo
 from phonebooth.storage.db import Database
 from phonebooth.storage.deliveries import record_delivery
-from phonebooth.storage.numbers import find_number
+from phonebooth.storage.numbers import find_route
 from phonebooth.storage.outbox import enqueue_event
 from phonebooth.storage.receivers import Receiver, endpoint_event_type, load_receivers
 from phonebooth.storage.tables import (
@@ -32,7 +32,7 @@ from phonebooth.storage.tables import (
     TranscriptEntry,
     utcnow,
 )
-from phonebooth.storage.webhook_config import active_secrets, get_organization
+from phonebooth.storage.webhook_config import active_secrets
 
 __all__ = ["CallRefused", "CallService", "StartedCall"]
 
@@ -131,18 +131,15 @@ class CallService:
         caller's back: the transport learns the configuration as soon as it is decided.
         """
         async with self.db.session() as session:
-            number = await find_number(session, to_number)
-            if number is None or (org_id is not None and number.org_id != org_id):
+            route = await find_route(session, to_number)
+            if route is None or (org_id is not None and route[0].org_id != org_id):
                 raise CallRefused(
                     "unknown_number", f"{to_number} is not a number of this installation"
                 )
+            number, org, default_agent = route
             if not self.registry.try_reserve():
                 raise CallRefused("busy", "the installation is at its concurrent-call limit")
             try:
-                org = await get_organization(session, number.org_id)
-                default_agent = None
-                if number.inbound_agent_id is not None:
-                    default_agent = await session.get(Agent, number.inbound_agent_id)
                 call, receivers = await self._record_call(
                     session, number, to_number, from_number, direction
                 )

@@ -9,12 +9,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from phonebooth.core.errors import ConflictError, NotFoundError
-from phonebooth.storage.tables import PhoneNumber
+from phonebooth.storage.tables import Agent, Organization, PhoneNumber
 
 __all__ = [
     "create_number",
     "delete_number",
     "find_number",
+    "find_route",
     "get_number",
     "list_numbers",
     "update_number",
@@ -43,6 +44,22 @@ async def find_number(session: AsyncSession, number: str) -> PhoneNumber | None:
     """Installation-wide lookup by the dialled number (call setup, before any org is known)."""
     result = await session.execute(select(PhoneNumber).where(PhoneNumber.number == number))
     return result.scalar_one_or_none()
+
+
+async def find_route(
+    session: AsyncSession, number: str
+) -> tuple[PhoneNumber, Organization, Agent | None] | None:
+    """The number, its organization and its default agent in one round trip (call setup)."""
+    query = (
+        select(PhoneNumber, Organization, Agent)
+        .join(Organization, Organization.id == PhoneNumber.org_id)
+        .outerjoin(Agent, Agent.id == PhoneNumber.inbound_agent_id)
+        .where(PhoneNumber.number == number)
+    )
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    return row[0], row[1], row[2]
 
 
 async def _exists(session: AsyncSession, number: str, exclude_id: int | None = None) -> bool:
