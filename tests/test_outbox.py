@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -63,6 +64,17 @@ class Clock:
 
     def set(self, when: datetime) -> None:
         self.now = when
+
+
+def held(gate: threading.Event) -> Behaviour:
+    """Keep the request open until the test sets `gate` (a hung receiver), then answer 200."""
+
+    async def answer(_request: Request) -> Response:
+        while not gate.is_set():
+            await asyncio.sleep(0.02)
+        return Response("late")
+
+    return answer
 
 
 def in_turn(*behaviours: Behaviour) -> Behaviour:
@@ -496,12 +508,16 @@ async def test_connection_failures_and_timeouts_are_retried(outbox: Outbox) -> N
             events=[],
         )
         await session.commit()
-    slow_url = outbox.receiver.on("/slow", raw_answer("late", delay=2.0))
+    gate = threading.Event()
+    slow_url = outbox.receiver.on("/slow", held(gate))
     async with outbox.db.session() as session:
         await create_endpoint(session, outbox.org_id, label="slow", url=slow_url, events=[])
         await session.commit()
     rows = await outbox.enqueue()
-    await outbox.dispatcher(timeout=0.3).run_once()
+    try:
+        await outbox.dispatcher(timeout=0.3).run_once()
+    finally:
+        gate.set()
     stored = {r.endpoint_label: await outbox.row(r.id) for r in rows}
     assert stored["closed"].failure_category == "connection"
     assert stored["slow"].failure_category == "timeout"
@@ -706,6 +722,28 @@ async def test_run_forever_delivers_and_stops_cleanly(outbox: Outbox) -> None:
     await dispatcher.stop()  # a second stop is harmless
 
 
+async def test_stop_abandons_sends_that_outlast_the_grace_period(outbox: Outbox) -> None:
+    """A hung receiver does not hold up shutdown; its row stays claimed and is sent later."""
+    gate = threading.Event()
+    await outbox.endpoint("/hung", [], held(gate))
+    [row] = await outbox.enqueue()
+    dispatcher = outbox.dispatcher()
+    dispatcher.start(poll_interval=0.05)
+    try:
+        for _ in range(100):
+            if outbox.receiver.requests_to("/hung"):
+                break
+            await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        await dispatcher.stop(grace=0.2)
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        gate.set()
+    stored = await outbox.row(row.id)
+    assert (stored.status, stored.attempt_count) == ("retrying", 0)
+    assert stored.claimed_until == outbox.clock() + LEASE
+
+
 # -- POST /v1/developer/webhook-endpoints/{id}/test ---------------------------------------------
 
 
@@ -769,6 +807,23 @@ async def test_test_endpoint_reports_a_failure_without_retrying(
     assert receiver.requests_to("/t")[0].json()["type"] == "telephony.complete"
     page = (await api.get(f"/v1/developer/webhook-deliveries?endpoint_id={endpoint['id']}")).json()
     assert [d["status"] for d in page["results"]] == ["failed"]
+
+
+async def test_test_endpoint_reaches_a_disabled_endpoint_and_keeps_the_status_rules(
+    api: Api, receiver: ScriptedReceiver
+) -> None:
+    """A test may probe a disabled endpoint (without enabling it); a 410 from it disables."""
+    url = receiver.on("/t", in_turn(raw_answer("ok"), raw_answer("gone", 410)))
+    endpoint = await _create_endpoint(api, url)
+    path = f"/v1/developer/webhook-endpoints/{endpoint['id']}"
+    assert (await api.patch(path, json={"status": "disabled"})).json()["status"] == "disabled"
+    first = (await api.post(f"{path}/test")).json()
+    assert first["success"] is True
+    assert (await api.get(path)).json()["status"] == "disabled"  # only PATCH re-enables
+    assert (await api.patch(path, json={"status": "active"})).json()["status"] == "active"
+    second = (await api.post(f"{path}/test")).json()
+    assert (second["success"], second["response_code"]) == (False, 410)
+    assert (await api.get(path)).json()["status"] == "disabled"
 
 
 async def test_test_endpoint_reports_a_connection_failure(api: Api) -> None:

@@ -265,18 +265,24 @@ async def crash_mid_send(installation: Installation) -> list[Received]:
 
 def assert_delivered_as_queued(installation: Installation, requests: list[Received]) -> None:
     """Each queued row arrived once, byte for byte, signed, with its event id."""
-    by_key = {(r.path, r.headers["x-thunderphone-event-id"]): r for r in requests}
-    assert len(by_key) == len(requests) == len(installation.queued)
+    queued_ids = {q.event_id for q in installation.queued}
+    ours = [r for r in requests if r.headers["x-thunderphone-event-id"] in queued_ids]
+    by_key = {(r.path, r.headers["x-thunderphone-event-id"]): r for r in ours}
+    assert len(by_key) == len(ours) == len(installation.queued)
     for queued in installation.queued:
         request = by_key[(queued.path, queued.event_id)]
         assert request.body == queued.body
-        assert thunderphone.verify_signature(
-            request.headers["x-thunderphone-signature-v2"],
-            secret=installation.secrets[queued.path],
-            method="POST",
-            path=request.raw_path,
-            body=request.body,
-        )
+        assert_signed(installation, request)
+
+
+def assert_signed(installation: Installation, request: Received) -> None:
+    assert thunderphone.verify_signature(
+        request.headers["x-thunderphone-signature-v2"],
+        secret=installation.secrets[request.path],
+        method="POST",
+        path=request.raw_path,
+        body=request.body,
+    )
 
 
 async def test_a_restarted_server_delivers_what_a_killed_one_left_behind(
@@ -298,9 +304,21 @@ async def test_a_restarted_server_delivers_what_a_killed_one_left_behind(
     finally:
         server.stop()
 
-    assert_delivered_as_queued(installation, installation.receiver.requests)
+    requests = installation.receiver.requests
+    assert_delivered_as_queued(installation, requests)
+    # The interrupted call was closed at start-up, and its call.complete queued and delivered.
+    queued_ids = {q.event_id for q in installation.queued}
+    closing = [r for r in requests if r.headers["x-thunderphone-event-id"] not in queued_ids]
+    assert sorted((r.path, r.json()["type"]) for r in closing) == [
+        ("/endpoint", "telephony.complete"),
+        ("/legacy", "call.complete"),
+    ]
+    for request in closing:
+        assert request.json()["data"]["call_id"] == CALL_ID
+        assert request.json()["data"]["status"] == "failed"
+        assert_signed(installation, request)
     retried = {r.headers["x-thunderphone-event-id"] for r in first_attempts}
-    again = {r.headers["x-thunderphone-event-id"] for r in installation.receiver.requests}
+    again = {r.headers["x-thunderphone-event-id"] for r in requests}
     assert retried <= again  # the same event id on the retry, so receivers can deduplicate
     for row in await installation.deliveries():
         assert row.attempt_count == 1  # the killed attempt was never recorded
@@ -340,3 +358,32 @@ async def test_worker_burst_honours_the_lease_then_takes_over(installation: Inst
 
     third = run_worker_burst(installation)  # nothing is due any more
     assert "0 attempt(s)" in third.stdout
+
+
+async def test_worker_delivers_until_sigterm_then_exits_cleanly(
+    installation: Installation,
+) -> None:
+    for path in ("/legacy", "/endpoint"):
+        installation.receiver.on(path, raw_answer("ok", 200))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "phonebooth", "worker", "--poll-interval", "0.05"],
+        env=installation.env(0),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        async def all_delivered() -> bool:
+            return all(r.status == "delivered" for r in await installation.deliveries())
+
+        await wait_for(all_delivered, "the worker to deliver everything")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert f"worker done: {len(installation.queued)} attempt(s)" in output
+    assert_delivered_as_queued(installation, installation.receiver.requests)

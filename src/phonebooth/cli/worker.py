@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import random
 import signal
+import time
 from typing import Annotated
 
 import typer
@@ -25,6 +26,7 @@ from phonebooth.webhooks.url_policy import UrlPolicy, make_client
 __all__ = ["worker"]
 
 _PROGRESS_EVERY = 10.0  # seconds between progress lines in the long-running mode
+_BURST_PROGRESS_EVERY = 1.0
 
 
 def _summary(dispatcher: Dispatcher) -> str:
@@ -37,11 +39,11 @@ def _summary(dispatcher: Dispatcher) -> str:
 
 
 async def _burst(dispatcher: Dispatcher) -> None:
-    while True:
-        tried = await dispatcher.run_once()
-        if tried == 0:
-            return
-        typer.echo(f"batch of {tried}; so far {_summary(dispatcher)}")
+    shown_at = time.monotonic()
+    while await dispatcher.run_once():
+        if time.monotonic() - shown_at >= _BURST_PROGRESS_EVERY:
+            typer.echo(f"so far {_summary(dispatcher)}")
+            shown_at = time.monotonic()
 
 
 async def _forever(dispatcher: Dispatcher, poll_interval: float) -> None:

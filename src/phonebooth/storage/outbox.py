@@ -1,9 +1,9 @@
 """The outbox of non-blocking events: enqueue with the state change, claim, record attempts.
 
 An event is written in the same transaction as the change that caused it (call ended, tool
-executed), so a crash can lose neither the change without its event nor the reverse. A worker
-claims due rows for a lease; a row whose worker died becomes claimable again when the lease
-ends, which makes delivery at-least-once. Receivers deduplicate by event id.
+executed), so no crash can leave a change without its event, or an event without its change.
+A worker claims due rows for a lease; a row whose worker died becomes claimable again when the
+lease ends, which makes delivery at-least-once. Receivers deduplicate by event id.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ __all__ = [
     "DeliveryStatus",
     "EndpointOutcome",
     "SendTarget",
-    "add_test_delivery",
     "claim_due",
     "enqueue_event",
     "load_targets",
+    "new_test_delivery",
     "note_endpoint_outcome",
     "record_attempt",
+    "store_attempted",
 ]
 
 DeliveryStatus = Literal["delivered", "retrying", "failed"]
@@ -120,11 +121,15 @@ async def enqueue_event(
     return rows
 
 
-async def add_test_delivery(
-    session: AsyncSession, endpoint: WebhookEndpoint, *, event_type: str, data: dict[str, Any]
+def new_test_delivery(
+    endpoint: WebhookEndpoint, *, event_type: str, data: dict[str, Any]
 ) -> WebhookDelivery:
-    """A row for a one-off test send: pending but never due, so no worker picks it up."""
-    row = _pending_row(
+    """A row for a one-off test send, in no session yet.
+
+    It is stored only once attempted (`store_attempted`), so a crash in the middle of a test
+    send cannot leave a delivery pending forever.
+    """
+    return _pending_row(
         org_id=endpoint.org_id,
         event_id=str(uuid.uuid4()),
         event_type=event_type,
@@ -136,9 +141,24 @@ async def add_test_delivery(
         data=data,
         next_retry_at=None,
     )
-    session.add(row)
+
+
+async def store_attempted(
+    session: AsyncSession, delivery: WebhookDelivery, record: AttemptRecord
+) -> None:
+    """Add a row that was attempted before it was stored (a test send); the caller commits."""
+    delivery.status = record.status
+    delivery.url = record.url
+    delivery.attempt_count += 1
+    delivery.http_status = record.http_status
+    delivery.failure_category = record.failure_category
+    delivery.errors = record.errors
+    delivery.latency_ms = record.latency_ms
+    delivery.first_attempt_at = delivery.first_attempt_at or record.attempted_at
+    delivery.last_attempt_at = record.attempted_at
+    delivery.next_retry_at = record.next_retry_at if record.status == "retrying" else None
+    session.add(delivery)
     await session.flush()
-    return row
 
 
 async def claim_due(
@@ -184,8 +204,11 @@ async def claim_due(
 
 @dataclass(frozen=True)
 class SendTarget:
-    """Where a delivery goes now, the secrets that sign it (newest first), and for an endpoint
-    its status as read with them."""
+    """Where a delivery goes now and the secrets that sign it (newest first).
+
+    For an endpoint it also carries the status read with them, so that the dispatcher can tell
+    when an answer changes nothing about the endpoint and skip the update.
+    """
 
     url: str
     secrets: tuple[str, ...]

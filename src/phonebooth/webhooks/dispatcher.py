@@ -1,9 +1,10 @@
 """The outbox dispatcher: claims due deliveries, sends them signed, records every attempt.
 
-Several dispatchers (threads of one server, or `phonebooth worker` processes) can share one
-database: claims are disjoint, and a claim held by a process that died lapses after the lease,
-so every event is delivered at least once. Receivers deduplicate with the event id, which is the
-same on every retry; the request id and the signature time are fresh on every attempt.
+Several dispatchers (the one inside `phonebooth serve`, any number of `phonebooth worker`
+processes) can share one database: claims are disjoint, and a claim held by a process that
+died lapses after the lease, so every event is delivered at least once. Receivers deduplicate
+with the event id, which is the same on every retry; the request id and the signature time are
+fresh on every attempt.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from phonebooth.storage import outbox
 from phonebooth.storage.db import Database
@@ -132,13 +134,21 @@ class Dispatcher:
             self.run_forever(self._stop, poll_interval), name="phonebooth-dispatcher"
         )
 
-    async def stop(self) -> None:
-        """Stop claiming, let sends in flight finish, and wait; a no-op when not started."""
-        if self._task is None or self._stop is None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming and give sends in flight `grace` seconds to finish; a no-op when idle.
+
+        Sends still running after that are cancelled rather than holding up a shutdown for the
+        full 30 s timeout: their rows stay claimed and are sent again once the lease lapses.
+        """
+        task, stop = self._task, self._stop
+        if task is None or stop is None:
             return
-        self._stop.set()
+        stop.set()
         try:
-            await self._task
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.wait({task})  # unlike `await task`, never re-raises its cancellation
         finally:
             self._task = None
             self._stop = None
@@ -207,13 +217,14 @@ class Dispatcher:
                 "test": True,
                 "sent_at": now.isoformat().replace("+00:00", "Z"),
             }
-            row = await outbox.add_test_delivery(
-                session, endpoint, event_type=event_type, data=data
-            )
-            await session.commit()
+            row = outbox.new_test_delivery(endpoint, event_type=event_type, data=data)
             targets = await outbox.load_targets(session, [row], now, include_disabled=True)
         outcome = await self._attempt(row, targets[row.id], final=True)
-        await self._record([outcome])
+        async with self.db.session() as session:
+            await outbox.store_attempted(session, row, outcome.record)
+            await self._note_endpoint(session, outcome)
+            await session.commit()
+        self.stats[outcome.record.status] += 1
         return TestSendResult(
             event_id=row.event_id,
             event_type=event_type,
@@ -323,13 +334,8 @@ class Dispatcher:
         async with self.db.session() as session:
             stored = [await outbox.record_attempt(session, o.row, o.record) for o in outcomes]
             for outcome, kept in zip(outcomes, stored, strict=True):
-                if kept and outcome.endpoint_change is not None and outcome.row.endpoint_id:
-                    await outbox.note_endpoint_outcome(
-                        session,
-                        outcome.row.endpoint_id,
-                        outcome.endpoint_change,
-                        outcome.attempt.ended_at,
-                    )
+                if kept:
+                    await self._note_endpoint(session, outcome)
             await session.commit()
         for outcome, kept in zip(outcomes, stored, strict=True):
             if kept:
@@ -338,6 +344,13 @@ class Dispatcher:
                 log.warning(
                     "delivery %s was claimed again elsewhere; attempt not recorded", outcome.row.id
                 )
+
+    @staticmethod
+    async def _note_endpoint(session: AsyncSession, outcome: _Outcome) -> None:
+        if outcome.endpoint_change is not None and outcome.row.endpoint_id is not None:
+            await outbox.note_endpoint_outcome(
+                session, outcome.row.endpoint_id, outcome.endpoint_change, outcome.attempt.ended_at
+            )
 
     async def _record_safely(self, outcomes: Sequence[_Outcome]) -> None:
         try:
