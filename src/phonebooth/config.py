@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_call_seconds: float = Field(default=1800, gt=0)
     silence_checkin_seconds: float = Field(default=10, gt=0)
     silence_hangup_seconds: float = Field(default=30, gt=0)
+    # Recordings (contract 7): `on`/`off` parse as booleans; retention 0 keeps them forever.
+    recordings: bool = True
+    recording_retention_days: int = Field(default=30, ge=0)
     # LLM (providers/llm/select.py documents the choice rule and the per-provider defaults).
     llm_provider: Literal["openai", "llama_cpp", "none"] | None = None
     llm_base_url: str | None = None

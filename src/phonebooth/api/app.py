@@ -19,9 +19,11 @@ from phonebooth.api.routes import (
     keys,
     meta,
     numbers,
+    recordings,
     webhook,
 )
 from phonebooth.api.state import AppState
+from phonebooth.calls.retention import RecordingRetention
 from phonebooth.config import Settings
 
 __all__ = ["create_app"]
@@ -35,9 +37,14 @@ def create_app(settings: Settings) -> FastAPI:
         await prepare_installation(settings, state.db)
         await state.calls.sweep_interrupted()
         state.dispatcher.start()
+        retention = RecordingRetention(
+            state.db, settings.data_dir, days=settings.recording_retention_days
+        )
+        retention.start()
         try:
             yield
         finally:
+            await retention.stop()
             await state.close()
 
     app = FastAPI(
@@ -49,6 +56,17 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.phonebooth = state
     install_error_handlers(app)
-    for module in (meta, agents, numbers, webhook, endpoints, keys, calls, carrier, deliveries):
+    for module in (
+        meta,
+        agents,
+        numbers,
+        webhook,
+        endpoints,
+        keys,
+        calls,
+        carrier,
+        deliveries,
+        recordings,
+    ):
         app.include_router(module.router)
     return app

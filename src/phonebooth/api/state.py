@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 
+from phonebooth.api.sessions import SessionFactory
 from phonebooth.calls.registry import LiveCalls
-from phonebooth.calls.session import CallLimits, CallSession, Send
-from phonebooth.calls.setup import CallService, StartedCall
+from phonebooth.calls.setup import CallService
 from phonebooth.config import Settings
-from phonebooth.providers.llm.select import LLMChoice, choose_llm, tier_model
+from phonebooth.providers.llm.select import LLMChoice, choose_llm
 from phonebooth.storage.db import Database
 from phonebooth.storage.tables import utcnow
 from phonebooth.telephony.sim import SimulatedCarrier
+from phonebooth.voice.recording import RecordingStore
 from phonebooth.webhooks.dispatcher import Dispatcher
 from phonebooth.webhooks.url_policy import UrlPolicy, make_client
 
@@ -36,7 +36,8 @@ class AppState:
     carrier: SimulatedCarrier
     llm_choice: LLMChoice
     dispatcher: Dispatcher
-    voices: list[dict[str, Any]] = field(default_factory=list)
+    sessions: SessionFactory
+    recordings: RecordingStore
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -44,36 +45,40 @@ class AppState:
         policy = UrlPolicy(allow_private=settings.private_urls_allowed)
         client = make_client(policy, timeout=httpx.Timeout(60.0))
         registry = LiveCalls(settings.concurrent_call_limit)
+        recordings = RecordingStore(
+            settings.data_dir, settings.resolved_public_url, enabled=settings.recordings
+        )
         calls = CallService(
-            db=db, client=client, registry=registry, incoming_timeout=settings.incoming_timeout
+            db=db,
+            client=client,
+            registry=registry,
+            incoming_timeout=settings.incoming_timeout,
+            recording_url=recordings.url_for,
         )
         llm_choice = choose_llm(settings, os.environ)
-        limits = CallLimits(
-            max_call_seconds=settings.max_call_seconds,
-            silence_checkin_seconds=settings.silence_checkin_seconds,
-            silence_hangup_seconds=settings.silence_hangup_seconds,
-        )
-
-        def session_for(call: StartedCall, send: Send) -> CallSession:
-            assert call.config is not None
-            return CallSession(
-                calls,
-                call,
-                llm=llm_choice.llm,
-                model=tier_model(settings, call.config.product, llm_choice.provider or "openai"),
-                client=client,
-                send=send,
-                limits=limits,
-            )
-
-        carrier = SimulatedCarrier(db, calls, session_for)
+        sessions = SessionFactory(settings, calls, client, llm_choice)
+        carrier = SimulatedCarrier(db, calls, sessions)
         dispatcher = Dispatcher(db, client, clock=utcnow, rng=random.random)
-        return cls(settings, db, policy, client, registry, calls, carrier, llm_choice, dispatcher)
+        return cls(
+            settings,
+            db,
+            policy,
+            client,
+            registry,
+            calls,
+            carrier,
+            llm_choice,
+            dispatcher,
+            sessions,
+            recordings=recordings,
+        )
 
     async def close(self) -> None:
         await self.dispatcher.stop()
         await self.calls.drain()
         await self.client.aclose()
+        if self.sessions.built_engines is not None:
+            await self.sessions.built_engines.aclose()
         if self.llm_choice.llm is not None:
             await self.llm_choice.llm.aclose()
         await self.db.dispose()

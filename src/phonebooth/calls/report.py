@@ -30,8 +30,13 @@ def _redacted_config(config: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**config, "tools": redact_tools(list(config.get("tools") or []))}
 
 
-def complete_data(call: Call, transcripts: list[TranscriptEntry]) -> dict[str, Any]:
-    """Exactly the `data` of `call.complete` (contract section 6)."""
+def complete_data(
+    call: Call, transcripts: list[TranscriptEntry], *, recording_url: str | None = None
+) -> dict[str, Any]:
+    """Exactly the `data` of `call.complete` (contract section 6).
+
+    `recording_url` is signed by the caller: a link expires, so it is made when the object is.
+    """
     duration = 0
     if call.end_time is not None:
         duration = max(0, int((call.end_time - call.start_time).total_seconds()))
@@ -50,15 +55,20 @@ def complete_data(call: Call, transcripts: list[TranscriptEntry]) -> dict[str, A
         "config_source": call.config_source,
         "agent_id": call.agent_id,
         "transfer_number": call.transfer_number,
-        "recording_url": None,
+        "recording_url": recording_url,
         "latency": call.latency or {},
         "transcripts": transcript_json(transcripts),
     }
 
 
-def call_json(call: Call, transcripts: list[TranscriptEntry] | None = None) -> dict[str, Any]:
+def call_json(
+    call: Call,
+    transcripts: list[TranscriptEntry] | None = None,
+    *,
+    recording_url: str | None = None,
+) -> dict[str, Any]:
     """The API's call object: `call.complete` data plus config, config_error, voice details."""
-    body = complete_data(call, transcripts or [])
+    body = complete_data(call, transcripts or [], recording_url=recording_url)
     if transcripts is None:
         body.pop("transcripts")
     body = {"id": call.id, **body}

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -111,6 +111,7 @@ class CallSession:
         self._writes: asyncio.Queue[AgentEvent | None] = asyncio.Queue()
         self._latencies: list[TurnLatency] = []
         self._last_caller_activity = self._started
+        self._turn_task: asyncio.Task[None] | None = None
         self._checkins = 0
         self.runner = ToolRunner(
             client, tools=call.config.tools, call_id=call.call_id, secrets=call.tool_secrets
@@ -176,6 +177,7 @@ class CallSession:
                     await task
             for outcome in await self.runner.drain():  # requests already sent finish
                 log.info("tool %s finished after the call ended", outcome.name)
+            self.ending()
             self._writes.put_nowait(None)
             await writer
         return reason
@@ -188,15 +190,40 @@ class CallSession:
     async def _talk(self) -> None:
         try:
             if self.call.speak_order == "agent_first":
-                await self.conversation.open(self.call.first_message)
+                self.agent_turn_starting()
+                await self._run_turn(self.conversation.open(self.call.first_message))
             while not self.conversation.ended:
                 text, spoken_at = await self._turns.get()
-                await self.conversation.caller_turn(text, spoken_at_ms=spoken_at)
+                self.agent_turn_starting()
+                await self._run_turn(self.conversation.caller_turn(text, spoken_at_ms=spoken_at))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("conversation failed", extra={"call_id": self.call.call_id})
             self.end_soon("error")
+
+    async def _run_turn(self, turn: Coroutine[Any, Any, None]) -> None:
+        """One agent turn as its own task, so a barge-in can cancel it and the call goes on."""
+        self._turn_task = asyncio.create_task(turn)
+        try:
+            await asyncio.wait({self._turn_task})
+        except asyncio.CancelledError:
+            self._turn_task.cancel()
+            raise
+        task, self._turn_task = self._turn_task, None
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+    def interrupt_turn(self) -> None:
+        """The caller barged in: stop the agent's turn (requests already sent still finish)."""
+        if self._turn_task is not None:
+            self._turn_task.cancel()
+
+    def ending(self) -> None:
+        """Hook: the call is over; last records may still be queued for the writer."""
+
+    def agent_turn_starting(self) -> None:
+        """Hook for the voice session: a new agent turn's latency starts being measured."""
 
     async def _watch_time(self) -> None:
         limits = self.limits

@@ -111,6 +111,7 @@ class CallService:
         incoming_timeout: float,
         ids: IdGenerator | None = None,
         wall_clock: Callable[[], datetime] = utcnow,
+        recording_url: Callable[[Call], str | None] | None = None,
     ) -> None:
         self.db = db
         self.client = client
@@ -118,6 +119,7 @@ class CallService:
         self.incoming_timeout = incoming_timeout
         self.ids = ids or IdGenerator()
         self.wall_clock = wall_clock
+        self.recording_url = recording_url or (lambda _call: None)
         self._background: set[asyncio.Task[None]] = set()
         self._pending: dict[int, asyncio.Task[None]] = {}
 
@@ -271,6 +273,13 @@ class CallService:
             await calls_repo.update_call(session, call_id, fields)
             await session.commit()
 
+    async def record_voice(self, call_id: int, used: str | None, substituted: bool) -> None:
+        async with self.db.session() as session:
+            await calls_repo.update_call(
+                session, call_id, {"voice_used": used, "voice_substituted": substituted}
+            )
+            await session.commit()
+
     async def append_transcript(self, call_id: int, rows: list[dict[str, Any]]) -> None:
         async with self.db.session() as session:
             await calls_repo.add_transcript_entries(session, call_id, rows)
@@ -294,11 +303,17 @@ class CallService:
             await session.commit()
 
     async def end(
-        self, call_id: int, end_reason: str, *, latency: dict[str, Any] | None = None
+        self,
+        call_id: int,
+        end_reason: str,
+        *,
+        latency: dict[str, Any] | None = None,
+        recording_path: str | None = None,
     ) -> dict[str, Any]:
         """Close the call once and queue its `call.complete` in the same transaction.
 
-        Later calls are no-ops that return the call object as it is.
+        Later calls are no-ops that return the call object as it is. `recording_path` (the
+        closed recorder's file) is stored first, so `call.complete` carries its link.
         """
         pending = self._pending.pop(call_id, None)
         if pending is not None:
@@ -309,6 +324,8 @@ class CallService:
             )
             if closed and latency is not None:
                 await calls_repo.update_call(session, call_id, {"latency": latency})
+            if recording_path is not None:
+                await calls_repo.update_call(session, call_id, {"recording_path": recording_path})
             call = await calls_repo.get_call_any_org(session, call_id)
             assert call is not None
             await session.refresh(call)
@@ -320,7 +337,7 @@ class CallService:
         self.registry.finish(call_id)
         if live is not None:
             live.ended.set()
-        return call_json(call, entries)
+        return call_json(call, entries, recording_url=self.recording_url(call))
 
     async def _queue_complete(
         self, session: AsyncSession, call: Call, entries: list[TranscriptEntry]
@@ -331,7 +348,7 @@ class CallService:
             org_id=call.org_id,
             legacy_type="call.complete",
             endpoint_type=endpoint_event_type(direction, "complete"),
-            data=complete_data(call, entries),
+            data=complete_data(call, entries, recording_url=self.recording_url(call)),
             call_id=call.id,
             now=self.wall_clock(),
         )

@@ -1,4 +1,8 @@
-"""`phonebooth call`: place a call over the simulated carrier and script or type the caller."""
+"""`phonebooth call`: place a call over the simulated carrier and script or type the caller.
+
+Audio mode (`--audio`, `--record`, `--timeline`) lives in `call_audio`, imported only then so
+the other commands never load numpy.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import contextlib
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from websockets.asyncio.client import ClientConnection, connect
@@ -15,10 +20,15 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from phonebooth.cli.client import CliError, resolve_api_key, resolve_server
 
+if TYPE_CHECKING:
+    from phonebooth.cli.call_audio import AudioLine, Clip
+
 __all__ = ["call"]
 
 EXIT_ENDED, EXIT_ERROR, EXIT_REFUSED = 0, 1, 2
 _REFUSALS = {4404: "unknown number", 4503: "installation busy (concurrent-call limit)"}
+_QUIET_HOLD_MS = 500  # after a turn ends, the agent's audio must be silent this long
+_QUIET_MAX_S = 5.0  # ... but a line that never falls silent (a background track) goes on
 
 
 @dataclass
@@ -74,15 +84,21 @@ class _Progress:
                 f"Call ended: {message.get('end_reason')} "
                 f"({message.get('duration_seconds')} s, status {message.get('status')})"
             )
+        elif kind == "clear":
+            self.close_agent_line()
+            self.out("  [clear] the carrier flushed the agent's audio (barge-in)")
         elif kind == "error":
             self.close_agent_line()
             self.out(f"carrier error: {message.get('detail')}")
 
 
 class _Session:
-    def __init__(self, ws: ClientConnection, progress: _Progress) -> None:
+    def __init__(
+        self, ws: ClientConnection, progress: _Progress, audio: AudioLine | None = None
+    ) -> None:
         self.ws = ws
         self.progress = progress
+        self.audio = audio
         self.turn_ended = asyncio.Event()
         self.setup: dict[str, Any] | None = None
         self.setup_seen = asyncio.Event()
@@ -95,22 +111,31 @@ class _Session:
             kind = message.get("type")
             if kind == "setup":
                 self.setup = message
+                if self.audio is not None:
+                    self.audio.begin(self.ws.send)
                 self.setup_seen.set()
+            elif kind == "media" and self.audio is not None:
+                self.audio.on_media(message.get("payload"))
+            elif kind == "clear" and self.audio is not None:
+                self.audio.on_clear()
             elif kind == "agent_turn_end":
                 self.turn_ended.set()
             elif kind == "ended":
                 return
 
     async def wait_turn(self, timeout: float) -> bool:
+        """Wait for agent_turn_end; with audio, also let the agent's audio finish playing."""
+        ended = True
         try:
             await asyncio.wait_for(self.turn_ended.wait(), timeout)
         except TimeoutError:
             self.progress.close_agent_line()
             self.progress.out(f"(no agent_turn_end within {timeout:g} s; going on)")
-            return False
-        finally:
-            self.turn_ended.clear()
-        return True
+            ended = False
+        self.turn_ended.clear()
+        if self.audio is not None:
+            await self.audio.wait_quiet(_QUIET_HOLD_MS, min(timeout, _QUIET_MAX_S))
+        return ended
 
     async def say(self, text: str) -> None:
         self.progress.close_agent_line()
@@ -118,21 +143,59 @@ class _Session:
         self.turn_ended.clear()
         await self.ws.send(json.dumps({"type": "caller_text", "text": text}))
 
+    async def speak(self, clip: Clip, barge_in: bool) -> None:
+        """Send a recorded utterance; a barging caller ignores the interrupted turn's end."""
+        assert self.audio is not None
+        self.progress.close_agent_line()
+        self.progress.out(f"caller: [{clip.name}, {clip.seconds:.2f} s of audio]")
+        self.turn_ended.clear()
+        await self.audio.speak(clip)
+        if barge_in:
+            self.turn_ended.clear()
+
+    async def barge_in(self, after_ms: int, timeout: float) -> None:
+        """Wait until the agent's audio has played `after_ms` (the caller then talks over it)."""
+        assert self.audio is not None
+        started = await self.audio.wait_agent_audio(timeout)
+        if started is None:
+            self.progress.out(f"(no agent audio within {timeout:g} s; speaking anyway)")
+            return
+        await asyncio.sleep(max(0.0, started + after_ms - self.audio.now_ms()) / 1000)
+
     async def hangup(self) -> None:
+        if self.audio is not None:
+            await self.audio.close()
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send(json.dumps({"type": "hangup"}))
 
 
-async def _scripted(session: _Session, lines: list[str], turn_timeout: float) -> None:
+@dataclass(frozen=True)
+class _Script:
+    """What the caller does: text lines or recorded utterances, each answered by a turn."""
+
+    items: list[str | Clip]
+    turn_timeout: float
+    barge_in_ms: int | None = None
+
+
+async def _scripted(session: _Session, script: _Script) -> None:
     await session.setup_seen.wait()
     setup = session.setup or {}
     if setup.get("config_source") == "none":
         return  # the server ends such a call at once
-    if setup.get("speak_order", "agent_first") == "agent_first":
-        await session.wait_turn(turn_timeout)
-    for line in lines:
-        await session.say(line)
-        await session.wait_turn(turn_timeout)
+    timeout, barge_in_ms = script.turn_timeout, script.barge_in_ms
+    agent_first = setup.get("speak_order", "agent_first") == "agent_first"
+    for index, item in enumerate(script.items):
+        if barge_in_ms is not None and (index > 0 or agent_first):
+            await session.barge_in(barge_in_ms, timeout)
+        elif index == 0 and agent_first:
+            await session.wait_turn(timeout)
+        if isinstance(item, str):
+            await session.say(item)
+        else:
+            await session.speak(item, barge_in_ms is not None)
+        if barge_in_ms is None or index == len(script.items) - 1:
+            await session.wait_turn(timeout)
     await session.hangup()
 
 
@@ -150,15 +213,19 @@ async def _interactive(session: _Session) -> None:
 
 
 async def _place(
-    url: str, start: dict[str, Any], lines: list[str], turn_timeout: float, progress: _Progress
+    url: str,
+    start: dict[str, Any],
+    script: _Script,
+    progress: _Progress,
+    audio: AudioLine | None = None,
 ) -> int:
     try:
         async with connect(url, open_timeout=15, max_size=2**24) as ws:
             await ws.send(json.dumps(start))
-            session = _Session(ws, progress)
+            session = _Session(ws, progress, audio)
             pump = asyncio.create_task(session.pump())
             driver = asyncio.create_task(
-                _scripted(session, lines, turn_timeout) if lines else _interactive(session)
+                _scripted(session, script) if script.items else _interactive(session)
             )
             try:
                 await pump
@@ -166,6 +233,8 @@ async def _place(
                 pass
             finally:
                 driver.cancel()
+                if audio is not None:
+                    await audio.close()
             if progress.ended is not None:
                 return EXIT_ENDED
             code = ws.close_code
@@ -196,22 +265,76 @@ def call(
     turn_timeout: Annotated[
         float, typer.Option("--turn-timeout", help="Seconds to wait for each agent turn")
     ] = 60.0,
+    audio: Annotated[
+        list[Path] | None,
+        typer.Option("--audio", help="A WAV of a caller utterance; repeat for a script"),
+    ] = None,
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Write what the caller heard (8 kHz WAV)")
+    ] = None,
+    timeline: Annotated[
+        Path | None,
+        typer.Option("--timeline", help="Write the playout and caller events (JSON)"),
+    ] = None,
+    barge_in_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--barge-in-ms",
+            help="Start each --audio this many ms into the agent's audio instead of after it",
+        ),
+    ] = None,
 ) -> None:
     """Place a call through the simulated carrier (exit 0 ended, 2 refused, 1 error)."""
     progress = _Progress(as_json)
+    audio_mode = bool(audio) or record is not None or timeline is not None
     try:
         key = resolve_api_key(api_key)
+        clips, line = _audio_setup(say, audio, barge_in_ms, audio_mode)
     except CliError as error:
         progress.out(error.message)
         raise typer.Exit(EXIT_ERROR) from None
     base = resolve_server(server)
     url = "ws" + base.removeprefix("http") + "/v1/sim/call"
-    start = {"type": "start", "api_key": key, "to_number": to, "from_number": from_, "audio": False}
+    start = {
+        "type": "start",
+        "api_key": key,
+        "to_number": to,
+        "from_number": from_,
+        "audio": audio_mode,
+    }
+    script = _Script([*(say or []), *clips], turn_timeout, barge_in_ms)
     try:
-        code = asyncio.run(_place(url, start, list(say or []), turn_timeout, progress))
+        code = asyncio.run(_place(url, start, script, progress, line))
     except KeyboardInterrupt:
         code = EXIT_ERROR
+    if line is not None:
+        try:
+            line.save(record, timeline)
+        except OSError as error:
+            progress.out(f"Cannot write the call's audio output: {error}")
+            code = max(code, EXIT_ERROR)
     if as_json and progress.ended is not None:
         ended = {k: v for k, v in progress.ended.items() if k != "type"}
         sys.stdout.write(json.dumps(ended, ensure_ascii=False) + "\n")
     raise typer.Exit(code)
+
+
+def _audio_setup(
+    say: list[str] | None, audio: list[Path] | None, barge_in_ms: int | None, audio_mode: bool
+) -> tuple[list[Clip], AudioLine | None]:
+    """Check the audio flags and read the --audio files before dialling: a bad one costs no call."""
+    if barge_in_ms is not None and not audio:
+        raise CliError("--barge-in-ms needs --audio")
+    if not audio_mode:
+        return [], None
+    from phonebooth.cli.call_audio import AudioFileError, AudioLine, load_clip
+
+    if say and audio:
+        raise CliError("--say and --audio cannot be combined: script the caller with one or other")
+    if barge_in_ms is not None and barge_in_ms < 0:
+        raise CliError("--barge-in-ms must be 0 or more")
+    try:
+        clips = [load_clip(path) for path in audio or []]
+    except AudioFileError as error:
+        raise CliError(str(error)) from None
+    return clips, AudioLine()

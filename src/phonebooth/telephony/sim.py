@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phonebooth.calls.session import CallSession
 from phonebooth.calls.setup import CallRefused, CallService, StartedCall
+from phonebooth.calls.voice_session import VoiceCallSession
 from phonebooth.storage.db import Database
 from phonebooth.storage.orgs import authenticate_key
 from phonebooth.telephony.sim_protocol import (
@@ -21,6 +22,7 @@ from phonebooth.telephony.sim_protocol import (
     CLOSE_UNKNOWN_NUMBER,
     CallerHangup,
     CallerText,
+    Media,
     ProtocolError,
     parse_client_message,
     parse_start,
@@ -32,7 +34,8 @@ log = logging.getLogger("phonebooth.telephony.sim")
 
 _START_TIMEOUT = 10.0
 
-SessionFactory = Callable[[StartedCall, Callable[[dict[str, Any]], Awaitable[None]]], CallSession]
+Sender = Callable[[dict[str, Any]], Awaitable[None]]
+SessionFactory = Callable[[StartedCall, Sender, bool], Awaitable[CallSession]]
 
 
 class SimulatedCarrier:
@@ -73,15 +76,15 @@ class SimulatedCarrier:
             code = CLOSE_UNKNOWN_NUMBER if refused.reason == "unknown_number" else CLOSE_BUSY
             await _close(websocket, code, refused.detail)
             return
-        await self._run(websocket, call)
+        await self._run(websocket, call, start.audio)
 
-    async def _run(self, websocket: WebSocket, call: StartedCall) -> None:
+    async def _run(self, websocket: WebSocket, call: StartedCall, audio: bool) -> None:
         session: CallSession | None = None
         end_reason = "error"
         try:
             await websocket.send_json({"type": "setup", **call.setup_message()})
             if call.config is not None:
-                session = self.sessions(call, _safe_sender(websocket))
+                session = await self.sessions(call, _safe_sender(websocket), audio)
                 end_reason = await self._converse(websocket, session)
         except WebSocketDisconnect:
             end_reason = "caller_hangup"
@@ -117,6 +120,8 @@ class SimulatedCarrier:
                     session.end_soon("caller_hangup")
                 elif isinstance(message, CallerText):
                     session.caller_text(message.text)
+                elif isinstance(message, Media) and isinstance(session, VoiceCallSession):
+                    await session.caller_media(message.payload)
             return await runner
         finally:
             if not runner.done():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ __all__ = [
     "CLOSE_UNKNOWN_NUMBER",
     "CallerHangup",
     "CallerText",
+    "Media",
     "ProtocolError",
     "Start",
     "parse_client_message",
@@ -47,6 +49,13 @@ class CallerHangup:
     pass
 
 
+@dataclass(frozen=True)
+class Media:
+    """20 ms of 8 kHz mu-law caller audio."""
+
+    payload: bytes
+
+
 def _decode(raw: str | bytes) -> dict[str, Any]:
     try:
         message = json.loads(raw)
@@ -79,7 +88,7 @@ def parse_start(raw: str | bytes) -> Start:
     )
 
 
-def parse_client_message(raw: str | bytes) -> CallerText | CallerHangup:
+def parse_client_message(raw: str | bytes) -> CallerText | CallerHangup | Media:
     message = _decode(raw)
     kind = message["type"]
     if kind == "caller_text":
@@ -89,4 +98,12 @@ def parse_client_message(raw: str | bytes) -> CallerText | CallerHangup:
         return CallerText(text)
     if kind == "hangup":
         return CallerHangup()
+    if kind == "media":
+        payload = message.get("payload")
+        if not isinstance(payload, str):
+            raise ProtocolError("'payload' must be a base64 string")
+        try:
+            return Media(base64.b64decode(payload, validate=True))
+        except ValueError:
+            raise ProtocolError("'payload' is not valid base64") from None
     raise ProtocolError(f"unknown message type {kind!r}")

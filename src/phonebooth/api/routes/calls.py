@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from phonebooth.api.deps import AnyCaller, Session, State
 from phonebooth.api.serializers import call_json, transcript_json
-from phonebooth.core.errors import ConflictError
+from phonebooth.core.errors import ConflictError, NotFoundError
 from phonebooth.storage import calls as repo
 
 __all__ = ["router"]
@@ -26,6 +26,7 @@ def _utc(value: datetime | None) -> datetime | None:
 async def list_calls(
     caller: AnyCaller,
     session: Session,
+    state: State,
     direction: Literal["inbound", "outbound", "web"] | None = None,
     status: Literal["in_progress", "completed", "failed"] | None = None,
     from_number: str | None = None,
@@ -48,7 +49,7 @@ async def list_calls(
     )
     rows, total = await repo.list_calls(session, caller.org_id, filters, limit=limit, offset=offset)
     return {
-        "results": [call_json(r) for r in rows],
+        "results": [call_json(r, recording_url=state.recordings.url_for(r)) for r in rows],
         "total": total,
         "limit": limit,
         "offset": offset,
@@ -56,9 +57,12 @@ async def list_calls(
 
 
 @router.get("/{call_id}")
-async def get_call(call_id: int, caller: AnyCaller, session: Session) -> dict[str, Any]:
+async def get_call(
+    call_id: int, caller: AnyCaller, session: Session, state: State
+) -> dict[str, Any]:
     row = await repo.get_call(session, caller.org_id, call_id)
-    return call_json(row, await repo.transcript(session, row.id))
+    entries = await repo.transcript(session, row.id)
+    return call_json(row, entries, recording_url=state.recordings.url_for(row))
 
 
 @router.get("/{call_id}/transcript")
@@ -68,6 +72,17 @@ async def get_transcript(call_id: int, caller: AnyCaller, session: Session) -> d
         "call_id": row.id,
         "transcripts": transcript_json(await repo.transcript(session, row.id)),
     }
+
+
+@router.get("/{call_id}/audio")
+async def get_audio(
+    call_id: int, caller: AnyCaller, session: Session, state: State
+) -> dict[str, Any]:
+    """A signed link to the recording, valid for an hour; 404 until the call has one."""
+    row = await repo.get_call(session, caller.org_id, call_id)
+    if not row.recording_path:
+        raise NotFoundError(f"Call {call_id} has no recording")
+    return {"url": state.recordings.signed_url(row.id)}
 
 
 @router.post("/{call_id}/hangup")

@@ -20,5 +20,6 @@ async def healthz() -> dict[str, bool]:
 
 @router.get("/voices")
 async def voices(_caller: AnyCaller, state: State) -> dict[str, Any]:
-    languages = sorted({v["language"] for v in state.voices})
-    return {"voices": state.voices, "languages": languages}
+    """Every voice the installed speech engines offer (they load on first use)."""
+    engines = await state.sessions.built()
+    return engines.catalog.as_api()

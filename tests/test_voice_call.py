@@ -1,0 +1,155 @@
+"""Audio calls over the simulated carrier with the real offline engines (piper, whisper)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import numpy as np
+
+from tests.conftest import LiveServer
+from tests.llm_server import ScriptedLLMServer
+from tests.voice_client import level, load_frames, start_audio_call
+
+SPOKEN = "Hi, I would like to book an appointment for tomorrow"
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    ref, hyp = words(reference), words(hypothesis)
+    distance = np.arange(len(hyp) + 1)
+    for i, word in enumerate(ref, start=1):
+        previous, distance = distance, np.zeros(len(hyp) + 1, dtype=int)
+        distance[0] = i
+        for j, other in enumerate(hyp, start=1):
+            distance[j] = min(
+                previous[j] + 1, distance[j - 1] + 1, previous[j - 1] + (word != other)
+            )
+    return float(distance[-1]) / max(len(ref), 1)
+
+
+async def test_audio_call_hears_the_caller_and_speaks(
+    live: LiveServer, llm: ScriptedLLMServer
+) -> None:
+    agent = await live.add_agent(
+        first_message="Bright Smile Dental, how can I help?", voice="en-US-Standard-Journey-D"
+    )
+    await live.add_number("+15555550200", agent["id"])
+    llm.reply_text("Of course. We have an opening at nine tomorrow morning.")
+    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
+    try:
+        setup = await caller.wait_for("setup", timeout=60)
+        assert setup["config_source"] == "default"
+        await caller.wait_for("agent_turn_end")
+        await caller.wait_quiet()
+        mark = len(caller.heard)
+        caller.speak(load_frames("caller_book_appointment.wav"))
+        await caller.wait_for("agent_turn_end", count=2, timeout=60)
+        await caller.wait_audible(after=mark + 100)
+        await caller.wait_quiet()
+        ended = await caller.hangup()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await caller.ws.close()
+    rows = ended["transcripts"]
+    user = [r["content"] for r in rows if r["role"] == "user"]
+    assert user and word_error_rate(SPOKEN, user[0]) < 0.2, rows
+    assert [r["role"] for r in rows] == ["assistant", "user", "assistant"], rows
+    assert ended["voice"] == "en-US-Standard-Journey-D"
+    assert ended["voice_substituted"] is True
+    assert ended["voice_used"] == "en_US-joe-medium"
+    spoken = [pcm for _, pcm in caller.heard if level(pcm) > 300]
+    assert len(spoken) > 50  # more than a second of the agent's voice reached the caller
+    turn = ended["latency"]["turns"][-1]
+    for part in (
+        "end_of_speech_to_first_audio_ms",
+        "endpointing_ms",
+        "stt_ms",
+        "llm_first_token_ms",
+        "tts_first_audio_ms",
+    ):
+        assert turn[part] is not None, ended["latency"]
+    assert ended["latency"]["p50"]["end_of_speech_to_first_audio_ms"] < 3000
+
+
+async def test_barge_in_stops_the_agent_and_trims_the_transcript(
+    live: LiveServer, llm: ScriptedLLMServer
+) -> None:
+    long_reply = " ".join(
+        f"Sentence number {n} tells you about our many services and opening hours."
+        for n in range(1, 9)
+    )
+    agent = await live.add_agent(first_message="Hello.")
+    await live.add_number("+15555550200", agent["id"])
+    llm.reply_text(long_reply)
+    llm.reply_text("Sure, tomorrow works.")
+    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
+    speech = load_frames("caller_book_appointment.wav")
+    try:
+        await caller.wait_for("setup", timeout=60)
+        await caller.wait_for("agent_turn_end")
+        await caller.wait_quiet()
+        caller.speak(speech)
+        await caller.wait_for("agent_turn_end", count=2, timeout=60)
+        # wait until the long reply is audibly playing, then talk over it
+        for _ in range(400):
+            if sum(1 for _, pcm in caller.heard[-10:] if level(pcm) > 300) >= 5:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.0)
+        interrupt_from = len(caller.sent_at)
+        caller.speak(speech)
+        await caller.wait_for("agent_turn_end", count=3, timeout=60)
+        await asyncio.sleep(2)
+        ended = await caller.hangup()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await caller.ws.close()
+    onset = next(t for t, frame in caller.sent_at[interrupt_from:] if level(frame) > 300)
+    assert caller.cleared_at, "the carrier never got a clear"
+    # At the caller's playout clock (frames play as they arrive): the agent's voice stops for
+    # good (400 ms of quiet) within 300 ms of the caller's first word.
+    after = [(t, level(pcm)) for t, pcm in caller.heard if t >= onset]
+    stopped = next(
+        t for i, (t, _) in enumerate(after) if all(lv < 1000 for _, lv in after[i : i + 20])
+    )
+    stop_ms = (stopped - onset) * 1000
+    assert stop_ms <= 300, f"agent audio stopped {stop_ms:.0f} ms after the caller began"
+    rows = ended["transcripts"]
+    assistant = [r["content"] for r in rows if r["role"] == "assistant"]
+    interrupted = assistant[1]
+    assert interrupted and len(interrupted) < len(long_reply), assistant
+    assert long_reply.startswith(interrupted.split(" tells")[0])
+    assert assistant[-1] == "Sure, tomorrow works."
+    assert ended["end_reason"] == "caller_hangup"
+
+
+async def test_background_track_levels(live: LiveServer, llm: ScriptedLLMServer) -> None:
+    agent = await live.add_agent(
+        first_message="Hello there, thanks for calling.", background_track="CALL_CENTER"
+    )
+    await live.add_number("+15555550200", agent["id"])
+    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
+    try:
+        await caller.wait_for("setup", timeout=60)
+        await caller.wait_for("agent_turn_end")
+        await asyncio.sleep(4)
+        await caller.hangup()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await caller.ws.close()
+    frames = [pcm for _, pcm in caller.heard]
+    loud = [level(f) for f in frames if level(f) > 1500]
+    quiet = frames[-100:]  # the last two seconds: nobody speaks
+    gap = np.concatenate([np.frombuffer(f, dtype=np.int16) for f in quiet]).astype(np.float64)
+    gap_dbfs = 20 * np.log10(np.sqrt(np.mean(gap**2)) / 32768)
+    speech_dbfs = 20 * np.log10(np.median(loud) / 32768)
+    assert -35 <= gap_dbfs <= -25, gap_dbfs
+    assert speech_dbfs - gap_dbfs >= 15, (speech_dbfs, gap_dbfs)
