@@ -75,6 +75,10 @@ async def test_failing_tools_give_the_contract_results_and_the_call_goes_on(
     assert results["d"] == {"error": "url_not_allowed"}
     assert results["e"]["error"] == "invalid_arguments" and results["e"]["details"]
     assert receiver.requests_to("/strict") == []
+    # the slow tool took a second: the caller heard a filler, the model's history did not
+    spoken = [t["content"] for t in ended["transcripts"] if t["role"] == "assistant"]
+    assert "One moment, please." in spoken
+    assert all(m.get("content") != "One moment, please." for m in llm.requests[2]["messages"])
     assert ended["end_reason"] == "caller_hangup"
     assert ended["transcripts"][-1]["content"] == "Still here."
 

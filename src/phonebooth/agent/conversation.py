@@ -6,6 +6,7 @@ recognized speech. Time comes from an injected millisecond clock (since the call
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -44,6 +45,8 @@ APOLOGY = (
 )
 GOODBYE = "Thank you for calling. Goodbye!"
 CHECK_IN = "Are you still there?"
+FILLER = "One moment, please."
+FILLER_AFTER_S = 1.0
 _GREETING_REQUEST = (
     "The call has just connected. Greet the caller in one short sentence, as your instructions "
     "say, and offer help."
@@ -93,13 +96,19 @@ class Conversation:
         self.messages: list[Message] = [Message("system", config.prompt)]
         self.ended = False
 
-    async def say(self, text: str) -> None:
-        """Speak a fixed line (first message, check-in, apology) without the model."""
+    async def say(self, text: str, *, ends_turn: bool = True, remember: bool = True) -> None:
+        """Speak a fixed line (first message, check-in, filler, apology) without the model.
+
+        A filler is not remembered: it sits between a tool call and its result, where the
+        model's message format allows nothing else.
+        """
         now = self.clock_ms()
         await self.sink.emit(AgentText(text))
         await self.sink.emit(TranscriptRow("assistant", text, now, self.clock_ms()))
-        await self.sink.emit(AgentTurnEnd())
-        self.messages.append(Message("assistant", text))
+        if ends_turn:
+            await self.sink.emit(AgentTurnEnd())
+        if remember:
+            self.messages.append(Message("assistant", text))
 
     async def open(self, first_message: str | None) -> None:
         """The agent's opening turn: its first message, else a greeting the model writes."""
@@ -189,7 +198,14 @@ class Conversation:
             await self.sink.emit(ToolStarted(call.name, _arguments(call.arguments_json)))
         step_started = self.clock_ms()
         requests = [ToolRequest(c.id, c.name, c.arguments_json) for c in customer]
-        outcomes = {o.id: o for o in await self.runner.run_step(requests)} if requests else {}
+        try:
+            outcomes = {o.id: o for o in await self._run_with_filler(requests)} if requests else {}
+        except asyncio.CancelledError:
+            # A barge-in: the model's history must still answer every tool call it made.
+            for call in calls:
+                interrupted = json.dumps({"error": "interrupted"})
+                self.messages.append(Message("tool", interrupted, tool_call_id=call.id))
+            raise
         for call in calls:
             if call.id in outcomes:
                 outcome = outcomes[call.id]
@@ -200,9 +216,10 @@ class Conversation:
                 now = self.clock_ms()
                 await self.sink.emit(ToolStarted(call.name, _arguments(call.arguments_json)))
                 await self.sink.emit(
-                    ToolFinished(call.name, _arguments(call.arguments_json), result, 0, now, now,
-                                 sent=False)
-                )  # fmt: skip
+                    ToolFinished(
+                        call.name, _arguments(call.arguments_json), result, 0, now, now, sent=False
+                    )
+                )
             self.messages.append(
                 Message("tool", json.dumps(result, ensure_ascii=False), tool_call_id=call.id)
             )
@@ -215,6 +232,18 @@ class Conversation:
             await self.sink.emit(EndRequested("agent_end"))
             return True
         return False
+
+    async def _run_with_filler(self, requests: list[ToolRequest]) -> list[ToolOutcome]:
+        """Tools that take more than about a second get a short spoken filler meanwhile."""
+        running = asyncio.ensure_future(self.runner.run_step(requests))
+        try:
+            done, _ = await asyncio.wait({running}, timeout=FILLER_AFTER_S)
+            if not done:
+                await self.say(FILLER, ends_turn=False, remember=False)
+            return await running
+        except asyncio.CancelledError:
+            running.cancel()
+            raise
 
     async def _emit_outcome(self, outcome: ToolOutcome, step_started: int) -> None:
         await self.sink.emit(
