@@ -153,3 +153,77 @@ async def test_background_track_levels(live: LiveServer, llm: ScriptedLLMServer)
     speech_dbfs = 20 * np.log10(np.median(loud) / 32768)
     assert -35 <= gap_dbfs <= -25, gap_dbfs
     assert speech_dbfs - gap_dbfs >= 15, (speech_dbfs, gap_dbfs)
+
+
+GREETING = "Thank you for calling Bright Smile Dental. We can book a cleaning for tomorrow morning."
+
+
+async def _heard_greeting(live: LiveServer, number: str, track: str | None) -> list[bytes]:
+    agent = await live.add_agent(first_message=GREETING, background_track=track)
+    await live.add_number(number, agent["id"])
+    caller, tasks = await start_audio_call(live.ws_url, number)
+    try:
+        await caller.wait_for("setup", timeout=60)
+        await caller.wait_audible()
+        await caller.wait_quiet(quiet_s=1.0)
+        await caller.hangup()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await caller.ws.close()
+    return [pcm for _, pcm in caller.heard]
+
+
+async def test_background_keeps_the_agent_intelligible_and_null_is_silent(
+    live: LiveServer, llm: ScriptedLLMServer
+) -> None:
+    from phonebooth.providers.stt.faster_whisper import FasterWhisperSTT
+
+    clean = await _heard_greeting(live, "+15555550201", None)
+    noisy = await _heard_greeting(live, "+15555550202", "CALL_CENTER")
+    # with no track, everything around the agent's words is digital silence
+    assert clean[-40:] == [bytes(320)] * 40
+    stt = FasterWhisperSTT()
+    try:
+        texts = [(await stt.recognize(b"".join(audio), 8000)).text for audio in (clean, noisy)]
+    finally:
+        await stt.aclose()
+    clean_wer, noisy_wer = (word_error_rate(GREETING, text) for text in texts)
+    assert clean_wer < 0.2, texts
+    assert noisy_wer <= clean_wer + 0.05, texts
+
+
+async def test_an_engine_that_knows_the_voice_is_used_as_is(
+    live: LiveServer, llm: ScriptedLLMServer
+) -> None:
+    from phonebooth.providers.tts.base import TTS, TTSCapabilities, VoiceInfo
+    from phonebooth.voice.engines import VoiceEngines
+
+    class ToneVoice(TTS):
+        """A test engine that knows the ThunderPhone id and speaks a tone for each sentence."""
+
+        name = "tone"
+        capabilities = TTSCapabilities(streaming=True, sample_rate=8000)
+
+        def voices(self) -> list[VoiceInfo]:
+            return [VoiceInfo("en-US-Standard-Journey-D", "Journey", "en-US", "male", "tone")]
+
+        async def _synthesize_impl(self, text: str, voice: str):  # type: ignore[no-untyped-def,override]
+            t = np.arange(8000 * 0.5) / 8000
+            yield (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16).tobytes()
+
+    built = await live.app.state.phonebooth.sessions.built()
+    live.app.state.phonebooth.sessions._engines = VoiceEngines(built.stt, [ToneVoice(), *built.tts])
+    agent = await live.add_agent(first_message="Hello.", voice="en-US-Standard-Journey-D")
+    await live.add_number("+15555550200", agent["id"])
+    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
+    try:
+        await caller.wait_for("setup", timeout=60)
+        await caller.wait_audible()
+        ended = await caller.hangup()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await caller.ws.close()
+    assert ended["voice_used"] == "en-US-Standard-Journey-D"
+    assert ended["voice_substituted"] is False
