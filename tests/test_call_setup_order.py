@@ -133,7 +133,7 @@ async def test_every_request_verifies_with_the_official_client(
     assert first.body.startswith(b'{"data":{"call_id":')
 
 
-@pytest.mark.parametrize("server_options", [{"incoming_timeout": 2.0}])
+@pytest.mark.parametrize("server_options", [{"incoming_timeout": 2.0, "max_concurrent_calls": 100}])
 async def test_fifty_calls_against_a_silent_receiver_stay_within_the_deadline(
     live: LiveServer, receiver: ScriptedReceiver, number: dict[str, Any]
 ) -> None:
