@@ -19,7 +19,8 @@ ENDPOINT = {"prompt": "endpoint prompt", "voice": "v2", "product": "zap"}
 
 @pytest.fixture
 async def number(live: LiveServer) -> dict[str, Any]:
-    agent = await live.add_agent(prompt="fallback prompt")
+    # caller_first: these calls are about setup; no greeting is generated while they wait
+    agent = await live.add_agent(prompt="fallback prompt", inbound_speak_order="caller_first")
     return await live.add_number("+15555550200", agent["id"])
 
 

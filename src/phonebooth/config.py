@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from phonebooth.core.secrets import API_KEY_PATTERN
 
 __all__ = ["Settings"]
+
+
+# An origin as browsers send it: scheme, host (a name or a bracketed IPv6 address), port.
+_ORIGIN = re.compile(r"^https?://([a-z0-9.\-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
+
+
+def _split_origins(value: str) -> list[str]:
+    return [e.strip().rstrip("/").lower() for e in value.split(",") if e.strip()]
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -59,6 +68,9 @@ class Settings(BaseSettings):
     silence_ms_spark: int = Field(default=400, ge=50, le=10_000)
     silence_ms_bolt: int = Field(default=600, ge=50, le=10_000)
     silence_ms_zap: int = Field(default=900, ge=50, le=10_000)
+    # The browser page (architecture section 10): other origins, besides this server's own
+    # address, whose pages may open `/v1/web/call`; comma-separated `scheme://host[:port]`.
+    allowed_origins: str = ""
 
     @field_validator("api_key")
     @classmethod
@@ -68,6 +80,22 @@ class Settings(BaseSettings):
                 "PHONEBOOTH_API_KEY must be 'sk_live_' followed by at least 32 letters and digits"
             )
         return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_shape(cls, value: str) -> str:
+        for entry in _split_origins(value):
+            if not _ORIGIN.match(entry):
+                raise ValueError(
+                    f"{entry!r} is not an origin: write scheme://host[:port] (http or https, "
+                    "no path), entries separated by commas"
+                )
+        return value
+
+    @property
+    def allowed_origin_list(self) -> tuple[str, ...]:
+        """PHONEBOOTH_ALLOWED_ORIGINS as lower-case origins, without trailing slashes."""
+        return tuple(_split_origins(self.allowed_origins))
 
     @property
     def resolved_database_url(self) -> str:

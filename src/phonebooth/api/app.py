@@ -19,6 +19,7 @@ from phonebooth.api.routes import (
     keys,
     meta,
     numbers,
+    phone,
     recordings,
     webhook,
 )
@@ -67,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         carrier,
         deliveries,
         recordings,
+        phone,
     ):
         app.include_router(module.router)
     return app

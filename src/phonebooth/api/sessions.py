@@ -19,6 +19,7 @@ from phonebooth.voice.engines import VoiceEngines, default_engines
 from phonebooth.voice.frames import Samples
 from phonebooth.voice.listener import CallerListener
 from phonebooth.voice.mixer import BackgroundMixer
+from phonebooth.voice.recording import RecordingStore
 from phonebooth.voice.speaker import AgentSpeaker, SegmentPlayed
 from phonebooth.voice.vad import VoiceActivity
 
@@ -45,7 +46,10 @@ class SessionFactory:
         client: httpx.AsyncClient,
         llm_choice: LLMChoice,
         engines: VoiceEngines | None = None,
+        *,
+        recordings: RecordingStore | None = None,
     ) -> None:
+        self.recordings = recordings
         self.settings = settings
         self.calls = calls
         self.client = client

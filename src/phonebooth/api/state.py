@@ -56,7 +56,7 @@ class AppState:
             recording_url=recordings.url_for,
         )
         llm_choice = choose_llm(settings, os.environ)
-        sessions = SessionFactory(settings, calls, client, llm_choice)
+        sessions = SessionFactory(settings, calls, client, llm_choice, recordings=recordings)
         carrier = SimulatedCarrier(db, calls, sessions)
         dispatcher = Dispatcher(db, client, clock=utcnow, rng=random.random)
         return cls(

@@ -184,8 +184,15 @@ class CallSession:
 
     async def finish(self, reason: str) -> dict[str, Any]:
         return await self.calls.end(
-            self.call.call_id, reason, latency=latency_summary(self._latencies)
+            self.call.call_id,
+            reason,
+            latency=latency_summary(self._latencies),
+            recording_path=await self.close_recording(),
         )
+
+    async def close_recording(self) -> str | None:
+        """Hook: a voice call finishes its recording here (text calls have none)."""
+        return None
 
     async def _talk(self) -> None:
         try:

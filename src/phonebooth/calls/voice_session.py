@@ -27,6 +27,7 @@ from phonebooth.providers.stt.base import STT, STTError
 from phonebooth.voice.endpointing import BargeIn, SpeechStarted
 from phonebooth.voice.g711 import ulaw_decode, ulaw_encode
 from phonebooth.voice.listener import CallerListener, Utterance
+from phonebooth.voice.recording import CallRecorder
 from phonebooth.voice.speaker import AgentSpeaker, SegmentPlayed
 
 __all__ = ["SpeakerFactory", "VoiceCallSession"]
@@ -52,7 +53,7 @@ class VoiceCallSession(CallSession):
         listener_factory: Callable[[Callable[[], int]], CallerListener],
         speaker_factory: SpeakerFactory,
         stt: STT | None,
-        recorder: Any = None,
+        recorder: CallRecorder | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -189,6 +190,11 @@ class VoiceCallSession(CallSession):
             self._finish_latency()
         else:
             await super().emit(event)
+
+    async def close_recording(self) -> str | None:
+        if self.recorder is None:
+            return None
+        return str(await self.recorder.aclose())
 
     def ending(self) -> None:
         """Whatever was still playing when the call ended is recorded as far as it was heard."""

@@ -11,7 +11,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phonebooth.calls.session import CallSession
-from phonebooth.calls.setup import CallRefused, CallService, StartedCall
+from phonebooth.calls.setup import CallRefused, CallService, Direction, StartedCall
 from phonebooth.calls.voice_session import VoiceCallSession
 from phonebooth.storage.db import Database
 from phonebooth.storage.orgs import authenticate_key
@@ -65,18 +65,39 @@ class SimulatedCarrier:
         if org_id is None:
             await _close(websocket, CLOSE_UNAUTHORIZED, "invalid or revoked API key")
             return
+        await self.place(
+            websocket,
+            org_id=org_id,
+            to_number=start.to_number,
+            from_number=start.from_number,
+            direction="inbound",
+            audio=start.audio,
+        )
+
+    async def place(
+        self,
+        websocket: WebSocket,
+        *,
+        org_id: int,
+        to_number: str,
+        from_number: str,
+        direction: Direction,
+        audio: bool,
+    ) -> None:
+        """Everything after authentication: setup (or a refusal close), the call, `ended`.
+
+        Shared by every transport that speaks this protocol once it knows who is calling
+        (the browser page places `direction="web"` calls from `"web"`).
+        """
         try:
             call = await self.calls.start(
-                org_id=org_id,
-                to_number=start.to_number,
-                from_number=start.from_number,
-                direction="inbound",
+                org_id=org_id, to_number=to_number, from_number=from_number, direction=direction
             )
         except CallRefused as refused:
             code = CLOSE_UNKNOWN_NUMBER if refused.reason == "unknown_number" else CLOSE_BUSY
             await _close(websocket, code, refused.detail)
             return
-        await self._run(websocket, call, start.audio)
+        await self._run(websocket, call, audio)
 
     async def _run(self, websocket: WebSocket, call: StartedCall, audio: bool) -> None:
         session: CallSession | None = None
