@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
-from typing import Any
+import wave
 
 import numpy as np
 
@@ -75,6 +76,22 @@ async def test_audio_call_hears_the_caller_and_speaks(
     ):
         assert turn[part] is not None, ended["latency"]
     assert ended["latency"]["p50"]["end_of_speech_to_first_audio_ms"] < 3000
+
+    # the recording: caller on channel 0, agent on channel 1, behind a signed expiring URL
+    url = (await live.json("GET", f"/v1/calls/{ended['call_id']}/audio"))["url"]
+    assert ended["recording_url"] is not None
+    response = await live.http.get(url, headers={"Authorization": ""})
+    assert response.status_code == 200
+    with wave.open(io.BytesIO(response.content)) as wav:
+        assert (wav.getnchannels(), wav.getframerate()) == (2, 8000)
+        stereo = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
+    caller_rms, agent_rms = (np.sqrt(np.mean(stereo[:, c].astype(float) ** 2)) for c in (0, 1))
+    assert caller_rms > 100 and agent_rms > 100
+    # while the caller speaks (the utterance), the agent channel is quiet, and vice versa
+    loud_caller = np.abs(stereo[:, 0]) > 3000
+    assert np.mean(np.abs(stereo[loud_caller, 1])) < 300
+    tampered = await live.http.get(url.replace("sig=", "sig=0"), headers={"Authorization": ""})
+    assert tampered.status_code == 403
 
 
 async def test_barge_in_stops_the_agent_and_trims_the_transcript(
@@ -227,3 +244,21 @@ async def test_an_engine_that_knows_the_voice_is_used_as_is(
         await caller.ws.close()
     assert ended["voice_used"] == "en-US-Standard-Journey-D"
     assert ended["voice_substituted"] is False
+
+
+async def test_recordings_off_records_nothing(live: LiveServer, llm: ScriptedLLMServer) -> None:
+    live.app.state.phonebooth.recordings.enabled = False
+    agent = await live.add_agent(first_message="Hello.")
+    await live.add_number("+15555550200", agent["id"])
+    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
+    try:
+        await caller.wait_for("setup", timeout=60)
+        await caller.wait_audible()
+        ended = await caller.hangup()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await caller.ws.close()
+    assert ended["recording_url"] is None
+    missing = await live.http.get(f"/v1/calls/{ended['call_id']}/audio")
+    assert missing.status_code == 404

@@ -136,6 +136,7 @@ class SessionFactory:
             listener_factory=listener,
             speaker_factory=speaker,
             stt=engines.stt,
+            recorder=None if self.recordings is None else self.recordings.open(call.call_id),
         )
 
     async def _record_voice(
