@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -29,8 +31,23 @@ from phonebooth.config import Settings
 
 __all__ = ["create_app"]
 
+log = logging.getLogger("phonebooth.api")
 
-def create_app(settings: Settings) -> FastAPI:
+
+async def _warm(state: AppState) -> None:
+    """Models load once, in the background: the first call should not pay for them."""
+    if state.llm_choice.llm is not None:
+        await state.llm_choice.llm.warm()
+    engines = await state.sessions.engines()
+    ready = ", ".join(
+        [*([engines.stt.name] if engines.stt else []), *(t.name for t in engines.tts)]
+    )
+    log.info("speech engines ready: %s", ready or "none installed (text calls only)")
+
+
+def create_app(settings: Settings, *, warm_engines: bool = False) -> FastAPI:
+    """`warm_engines`: load the speech engines and the model at start-up (`serve` does; tests
+    load them on first use instead)."""
     state = AppState.build(settings)
 
     @asynccontextmanager
@@ -42,9 +59,12 @@ def create_app(settings: Settings) -> FastAPI:
             state.db, settings.data_dir, days=settings.recording_retention_days
         )
         retention.start()
+        warming = asyncio.create_task(_warm(state)) if warm_engines else None
         try:
             yield
         finally:
+            if warming is not None:
+                warming.cancel()
             await retention.stop()
             await state.close()
 

@@ -75,7 +75,7 @@ def serve(
     configure_logging(settings.log_level)
     result = asyncio.run(_prepare(settings))
     _announce(settings, result)
-    app = create_app(settings)
+    app = create_app(settings, warm_engines=True)
     typer.echo(app.state.phonebooth.llm_choice.explanation)
     typer.echo(f"phonebooth listening on {settings.resolved_public_url}  (docs at /docs)")
     uvicorn.run(
