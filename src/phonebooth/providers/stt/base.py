@@ -7,17 +7,15 @@ pipeline sees the same behaviour (and the same `Transcript` figures) from every 
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
 from phonebooth.core.errors import PhoneboothError
+from phonebooth.providers.compute import EngineCompute, default_compute_workers
 
 __all__ = [
     "STT",
@@ -78,11 +76,6 @@ class STTUnavailable(STTError):
         super().__init__(detail, retryable=False)
 
 
-def default_compute_workers() -> int:
-    """One engine call per core: more threads than cores only make every call slower."""
-    return max(1, os.cpu_count() or 1)
-
-
 def language_code(language: str | None) -> str | None:
     """The bare ISO 639 language of a BCP 47 tag (`en-US` and `en_US` give `en`)."""
     if not language:
@@ -90,7 +83,7 @@ def language_code(language: str | None) -> str | None:
     return language.replace("_", "-").split("-", 1)[0].lower() or None
 
 
-class STT(ABC):
+class STT(EngineCompute, ABC):
     """Base of every speech-to-text engine. Subclasses set `name` and `capabilities`.
 
     Engines that compute in-process run through `_run_blocking`, which uses the executor
@@ -108,9 +101,7 @@ class STT(ABC):
         max_workers: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self._executor = executor
-        self._owns_executor = executor is None
-        self._max_workers = max_workers or default_compute_workers()
+        super().__init__(executor=executor, max_workers=max_workers)
         self._clock = clock
 
     @property
@@ -148,29 +139,13 @@ class STT(ABC):
         retryable = isinstance(exc, TimeoutError | ConnectionError)
         return STTError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=retryable)
 
-    def _pool(self) -> Executor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix=f"phonebooth-stt-{self.name}"
-            )
-        return self._executor
-
-    async def _run_blocking(
-        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> _T:
-        """Run engine compute in the bounded pool so the event loop keeps serving 20 ms frames."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), functools.partial(fn, *args, **kwargs))
-
     @abstractmethod
     async def _recognize_impl(self, pcm16: bytes, sample_rate: int, language: str | None) -> str:
         """Return the text of non-empty audio; raise `STTError` for known failures."""
 
-    async def warm(self) -> None:  # noqa: B027 - optional hook, cloud engines need nothing
+    async def warm(self) -> None:
         """Load whatever the first call would otherwise wait for (models, downloads)."""
 
     async def aclose(self) -> None:
         """Release the pool this provider created (never one that was passed in)."""
-        if self._owns_executor and self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._release_pool()

@@ -9,17 +9,16 @@ behaviour from every engine.
 from __future__ import annotations
 
 import asyncio
-import functools
-import os
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Literal, ParamSpec, TypeVar
 
 from phonebooth.core.errors import PhoneboothError
+from phonebooth.providers.compute import EngineCompute
 
 __all__ = [
     "TTS",
@@ -110,7 +109,7 @@ class TTSUnavailable(TTSError):
         super().__init__(detail, retryable=False)
 
 
-class TTS(ABC):
+class TTS(EngineCompute, ABC):
     """Base of every text-to-speech engine. Subclasses set `name`, `capabilities`, `voices()`.
 
     Engines that compute in-process use `_run_blocking` or `_stream_blocking`, which run in
@@ -128,9 +127,7 @@ class TTS(ABC):
         max_workers: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self._executor = executor
-        self._owns_executor = executor is None
-        self._max_workers = max_workers or max(1, os.cpu_count() or 1)
+        super().__init__(executor=executor, max_workers=max_workers)
         self._clock = clock
 
     @abstractmethod
@@ -190,20 +187,6 @@ class TTS(ABC):
         retryable = isinstance(exc, TimeoutError | ConnectionError)
         return TTSError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=retryable)
 
-    def _pool(self) -> Executor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix=f"phonebooth-tts-{self.name}"
-            )
-        return self._executor
-
-    async def _run_blocking(
-        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
-    ) -> _T:
-        """Run engine compute in the bounded pool so the event loop keeps serving 20 ms frames."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), functools.partial(fn, *args, **kwargs))
-
     async def _stream_blocking(
         self, produce: Callable[[Emit], None]
     ) -> AsyncGenerator[bytes, None]:
@@ -249,11 +232,9 @@ class TTS(ABC):
     def _synthesize_impl(self, text: str, voice: str) -> AsyncGenerator[bytes, None]:
         """Yield 16-bit PCM pieces at `_rate_of(voice)`; raise `TTSError` for known failures."""
 
-    async def warm(self) -> None:  # noqa: B027 - optional hook, most engines need nothing
+    async def warm(self) -> None:
         """Load whatever the first call would otherwise wait for (models, voice lists)."""
 
     async def aclose(self) -> None:
         """Release the pool this provider created (never one that was passed in)."""
-        if self._owns_executor and self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._release_pool()
