@@ -25,6 +25,7 @@ class EngineCompute:
     it creates on first use and releases in `_release_pool()`."""
 
     name: str
+    compute_kind = "engine"  # names the pool's threads: phonebooth-<kind>-<engine>
 
     def __init__(self, *, executor: Executor | None, max_workers: int | None) -> None:
         self._executor = executor
@@ -34,7 +35,7 @@ class EngineCompute:
     def _pool(self) -> Executor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix=f"phonebooth-{self.name}"
+                max_workers=self._max_workers, thread_name_prefix=f"phonebooth-{self.compute_kind}-{self.name}"
             )
         return self._executor
 

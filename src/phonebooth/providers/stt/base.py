@@ -91,6 +91,7 @@ class STT(EngineCompute, ABC):
     this provider creates on first use and shuts down in `aclose()`.
     """
 
+    compute_kind = "stt"
     name: str
     capabilities: STTCapabilities
 

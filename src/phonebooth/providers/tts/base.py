@@ -117,6 +117,7 @@ class TTS(EngineCompute, ABC):
     or in a pool this provider creates on first use and shuts down in `aclose()`.
     """
 
+    compute_kind = "tts"
     name: str
     capabilities: TTSCapabilities
 
