@@ -35,7 +35,8 @@ class EngineCompute:
     def _pool(self) -> Executor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix=f"phonebooth-{self.compute_kind}-{self.name}"
+                max_workers=self._max_workers,
+                thread_name_prefix=f"phonebooth-{self.compute_kind}-{self.name}",
             )
         return self._executor
 

@@ -105,12 +105,8 @@ async def enqueue_event(
         _pending_row(
             org_id=org_id,
             event_id=event_id,
-            event_type=receiver.event_type,
             call_id=call_id,
-            source=receiver.source,
-            endpoint_id=None if receiver.source == "legacy" else receiver.receiver_id,
-            endpoint_label=receiver.label,
-            url=receiver.url,
+            **receiver.delivery_fields(),
             data=data,
             next_retry_at=now,
         )

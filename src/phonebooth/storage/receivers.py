@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,16 @@ class Receiver:
     url: str
     secrets: tuple[str, ...]  # newest first
     event_type: str
+
+    def delivery_fields(self) -> dict[str, Any]:
+        """How a delivery row names this receiver (the deliveries log's columns)."""
+        return {
+            "event_type": self.event_type,
+            "source": self.source,
+            "endpoint_id": None if self.source == "legacy" else self.receiver_id,
+            "endpoint_label": self.label,
+            "url": self.url,
+        }
 
 
 def endpoint_event_type(direction: Direction, event: str) -> str:
