@@ -45,6 +45,7 @@ from phonebooth.voice.resample import resample
 __all__ = [
     "AUDIBLE_DBFS",
     "DEFAULT_JITTER_MS",
+    "DEFAULT_MIN_GAP_MS",
     "LINE_RATE",
     "ULAW_FRAME_BYTES",
     "ULAW_SILENCE",
@@ -69,6 +70,7 @@ ULAW_FRAME_BYTES = samples_per_frame(LINE_RATE)  # 160: one byte a sample
 ULAW_SILENCE = b"\xff" * ULAW_FRAME_BYTES  # mu-law code of 0
 DEFAULT_JITTER_MS = 40  # what a phone typically holds back before starting a talk spurt
 AUDIBLE_DBFS = -50.0  # quieter frames count as silence for the events (the mixer's pause level)
+DEFAULT_MIN_GAP_MS = 100  # shorter silences (pauses between words) do not end a talk spurt
 _SILENT_PCM = np.zeros(ULAW_FRAME_BYTES, dtype=np.int16)
 _POLL_S = 0.01
 
@@ -81,7 +83,8 @@ class TimelineEvent(NamedTuple):
     """One moment on the line's clock; compares equal to a plain `(at_ms, kind)` tuple.
 
     agent_start: first audible agent frame played after silence (its slot's start).
-    agent_stop: first slot after audible agent audio that plays none (silence, gap, cleared).
+    agent_stop: first slot after audible agent audio that plays none (silence, gap, cleared),
+    once the silence has lasted the playout's `min_gap_ms` (pauses between words do not count).
     clear: a `clear` arrived. caller_start/caller_end: the caller's speech went out.
     """
 
@@ -222,6 +225,7 @@ class Playout:
     Slot k covers [start + 20k, start + 20k + 20) and plays the oldest buffered frame, or
     silence. A frame that arrives while nothing is playing (a new talk spurt) waits `jitter_ms`
     before its slot, so ordinary network jitter does not break the spurt into pieces.
+    Frames quieter than `audible_dbfs` play (into the timeline) but are silence for the events.
     """
 
     def __init__(
@@ -230,18 +234,21 @@ class Playout:
         start_ms: float = 0.0,
         jitter_ms: float = DEFAULT_JITTER_MS,
         audible_dbfs: float = AUDIBLE_DBFS,
+        min_gap_ms: float = DEFAULT_MIN_GAP_MS,
     ) -> None:
         self.start_ms = start_ms
         self.jitter_ms = jitter_ms
         self.audible_dbfs = audible_dbfs
-        self.events: list[TimelineEvent] = []
+        self.min_gap_ms = min_gap_ms
         self.dropped = 0  # frames a `clear` removed before they played
+        self._events: list[TimelineEvent] = []
         self._next_ms = start_ms  # start of the first slot not yet played
         self._queue: deque[_Queued] = deque()
         self._slots: list[Samples] = []
         self._running = False  # the last slot played a received frame
-        self._audible = False
-        self._audible_since = start_ms
+        self._audible = False  # the last slot played audible audio
+        self._spurt_since: float | None = None  # start of the talk spurt under way
+        self._gap_from: float | None = None  # start of a silence inside it, not yet a stop
         self._audible_until = start_ms
 
     def push(self, ulaw: bytes, now_ms: float) -> None:
@@ -259,7 +266,7 @@ class Playout:
         dropped = len(self._queue)
         self._queue.clear()
         self.dropped += dropped
-        self.events.append(TimelineEvent(now_ms, "clear"))
+        self._events.append(TimelineEvent(now_ms, "clear"))
         return dropped
 
     def advance(self, now_ms: float) -> None:
@@ -267,10 +274,16 @@ class Playout:
         while self._next_ms <= now_ms:
             self._play_slot()
 
-    def audible_since(self, now_ms: float) -> float | None:
-        """When the agent audio playing now started, or None when none is playing."""
+    def finish(self, now_ms: float) -> None:
+        """The line is down: play up to `now_ms`; a silence that began in a spurt ends it."""
         self.advance(now_ms)
-        return self._audible_since if self._audible else None
+        if self._gap_from is not None:
+            self._stop()
+
+    def audible_since(self, now_ms: float) -> float | None:
+        """When the agent's talk spurt under way started, or None when the agent is silent."""
+        self.advance(now_ms)
+        return self._spurt_since
 
     def quiet_ms(self, now_ms: float) -> float:
         """How long no audible agent audio has played, 0 while some plays or waits its turn."""
@@ -278,6 +291,11 @@ class Playout:
         if self._audible or any(item.audible for item in self._queue):
             return 0.0
         return max(0.0, now_ms - self._audible_until)
+
+    @property
+    def events(self) -> list[TimelineEvent]:
+        """agent_start, agent_stop and clear, in time order (a stop is known only later)."""
+        return sorted(self._events, key=lambda event: event.at_ms)
 
     @property
     def buffered(self) -> int:
@@ -303,14 +321,24 @@ class Playout:
         else:
             self._slots.append(_SILENT_PCM)
             self._running, audible = False, False
-        if audible != self._audible:
-            self.events.append(TimelineEvent(slot, "agent_start" if audible else "agent_stop"))
-            self._audible = audible
-            if audible:
-                self._audible_since = slot
-        if audible:
-            self._audible_until = slot + FRAME_MS
+        self._audible = audible
         self._next_ms = slot + FRAME_MS
+        if audible:
+            if self._spurt_since is None:
+                self._events.append(TimelineEvent(slot, "agent_start"))
+                self._spurt_since = slot
+            self._gap_from = None
+            self._audible_until = slot + FRAME_MS
+        elif self._spurt_since is not None:
+            if self._gap_from is None:
+                self._gap_from = slot
+            if self._next_ms - self._gap_from >= self.min_gap_ms:
+                self._stop()
+
+    def _stop(self) -> None:
+        assert self._gap_from is not None
+        self._events.append(TimelineEvent(self._gap_from, "agent_stop"))
+        self._spurt_since = self._gap_from = None
 
 
 class AudioLine:
@@ -408,7 +436,7 @@ class AudioLine:
             return
         self._closed = True
         if self._origin is not None:
-            self.playout.advance(self.now_ms())
+            self.playout.finish(self.now_ms())
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

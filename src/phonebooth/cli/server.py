@@ -78,6 +78,7 @@ def serve(
     app = create_app(settings, warm_engines=True)
     typer.echo(app.state.phonebooth.llm_choice.explanation)
     typer.echo(f"phonebooth listening on {settings.resolved_public_url}  (docs at /docs)")
+    typer.echo(f"browser phone at {settings.resolved_public_url}/phone")
     uvicorn.run(
         app,
         host=settings.host,

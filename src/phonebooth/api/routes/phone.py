@@ -33,9 +33,10 @@ _ASSETS = {
     "phone.js": "text/javascript; charset=utf-8",
     "phone-worklet.js": "text/javascript; charset=utf-8",
     "phone.css": "text/css; charset=utf-8",
+    "phone.svg": "image/svg+xml",
 }
 # A Host header fit to be echoed into the policy (anything else leaves connect-src at 'self').
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_HOST = re.compile(r"([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 
 class WebSessionCreate(BaseModel):
@@ -51,7 +52,7 @@ def web_call_tokens(state: AppState) -> WebCallTokens:
     return WebCallTokens(lambda: state.recordings.key)
 
 
-@router.post("/v1/web-sessions", status_code=201, tags=["browser phone"])
+@router.post("/v1/web-sessions", status_code=201)
 async def create_web_session(
     request: Request, response: Response, caller: AnyCaller, session: Session, state: State
 ) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def content_security_policy(host: str | None) -> str:
     """Scripts, styles, worklets and sockets from this server only; no inline code, no
     plugins, no framing, and Trusted Types so the browser itself refuses HTML sinks."""
     sockets = "'self'"
-    if host and _HOST.match(host):
+    if host and _HOST.fullmatch(host):
         sockets += f" ws://{host} wss://{host}"
     return "; ".join(
         [

@@ -145,7 +145,11 @@ function asText(content) {
 function showRecord(rows) {
   pb.transcript = [];
   ui.transcript.replaceChildren();
-  for (const row of rows) addLine(row.role, asText(row.content));
+  for (const row of rows) {
+    const content = row.content;
+    const call = row.role === "tool_call" && content && typeof content === "object";
+    addLine(row.role, call ? `${content.name} ${asText(content.arguments)}` : asText(content));
+  }
 }
 
 // -- REST (the key only ever in a header) ------------------------------------------------
