@@ -87,9 +87,10 @@ async def test_audio_call_hears_the_caller_and_speaks(
         stereo = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).reshape(-1, 2)
     caller_rms, agent_rms = (np.sqrt(np.mean(stereo[:, c].astype(float) ** 2)) for c in (0, 1))
     assert caller_rms > 100 and agent_rms > 100
-    # while the caller speaks (the utterance), the agent channel is quiet, and vice versa
+    # the channels are kept apart: where the caller is loud, the agent channel is mostly quiet
     loud_caller = np.abs(stereo[:, 0]) > 3000
-    assert np.mean(np.abs(stereo[loud_caller, 1])) < 300
+    loud_agent = np.abs(stereo[:, 1]) > 3000
+    assert np.mean(loud_agent[loud_caller]) < 0.25 * max(np.mean(loud_agent), 1e-9) + 0.05
     tampered = await live.http.get(url.replace("sig=", "sig=0"), headers={"Authorization": ""})
     assert tampered.status_code == 403
 
