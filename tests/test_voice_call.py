@@ -173,7 +173,12 @@ async def test_background_track_levels(live: LiveServer, llm: ScriptedLLMServer)
     assert speech_dbfs - gap_dbfs >= 15, (speech_dbfs, gap_dbfs)
 
 
-GREETING = "Thank you for calling Bright Smile Dental. We can book a cleaning for tomorrow morning."
+# Long enough (about forty words) that one misheard word is under five points of WER.
+GREETING = (
+    "Thank you for calling Bright Smile Dental. We can book a cleaning for tomorrow morning "
+    "or on Friday afternoon. Our office is open from eight in the morning until six in the "
+    "evening. Please tell me your name and the day that suits you best."
+)
 
 
 async def _heard_greeting(live: LiveServer, number: str, track: str | None) -> list[bytes]:

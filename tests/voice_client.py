@@ -130,5 +130,6 @@ async def start_audio_call(ws_url: str, to: str) -> tuple[AudioCaller, list[asyn
         )
     )
     caller = AudioCaller(ws)
-    tasks = [asyncio.create_task(caller.receive()), asyncio.create_task(caller.send_paced())]
-    return caller, tasks
+    receiving = asyncio.create_task(caller.receive())
+    await caller.wait_for("setup", timeout=60)  # a carrier's media starts once the call is up
+    return caller, [receiving, asyncio.create_task(caller.send_paced())]

@@ -103,9 +103,11 @@ class SimulatedCarrier:
         session: CallSession | None = None
         end_reason = "error"
         try:
-            await websocket.send_json({"type": "setup", **call.setup_message()})
             if call.config is not None:
-                session = await self.sessions(call, _safe_sender(websocket), audio)
+                # Before `setup`: the speech engines are ready when the caller's audio starts.
+                session = await self._session(call, websocket, audio)
+            await websocket.send_json({"type": "setup", **call.setup_message()})
+            if session is not None:
                 end_reason = await self._converse(websocket, session)
         except WebSocketDisconnect:
             end_reason = "caller_hangup"
@@ -118,6 +120,15 @@ class SimulatedCarrier:
             else:
                 ended = await self.calls.end(call.call_id, end_reason)
         await _send_and_close(websocket, {"type": "ended", **ended})
+
+    async def _session(
+        self, call: StartedCall, websocket: WebSocket, audio: bool
+    ) -> CallSession | None:
+        try:
+            return await self.sessions(call, _safe_sender(websocket), audio)
+        except Exception:
+            log.exception("call %s could not start", call.call_id, extra={"call_id": call.call_id})
+            return None
 
     async def _converse(self, websocket: WebSocket, session: CallSession) -> str:
         """The conversation until it ends; caller messages feed it, agent messages go out."""
