@@ -131,34 +131,43 @@ class SimulatedCarrier:
             return None
 
     async def _converse(self, websocket: WebSocket, session: CallSession) -> str:
-        """The conversation until it ends; caller messages feed it, agent messages go out."""
+        """The conversation until it ends; caller messages feed it, agent messages go out.
+
+        One reader task for the whole call (not one per 20 ms frame): the session's end
+        cancels it.
+        """
         runner = asyncio.create_task(session.run())
+        reader = asyncio.create_task(self._read(websocket, session))
         try:
-            while not runner.done():
-                receive = asyncio.ensure_future(websocket.receive_text())
-                done, _ = await asyncio.wait({receive, runner}, return_when=asyncio.FIRST_COMPLETED)
-                if receive not in done:
-                    receive.cancel()
-                    break
-                try:
-                    message = parse_client_message(receive.result())
-                except ProtocolError as exc:
-                    await websocket.send_json({"type": "error", "detail": str(exc)})
-                    continue
-                except (WebSocketDisconnect, RuntimeError):
-                    session.end_soon("caller_hangup")
-                    break
-                if isinstance(message, CallerHangup):
-                    session.end_soon("caller_hangup")
-                elif isinstance(message, CallerText):
-                    session.caller_text(message.text)
-                elif isinstance(message, Media) and isinstance(session, VoiceCallSession):
-                    await session.caller_media(message.payload)
+            await asyncio.wait({reader, runner}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not runner.done():
+                session.end_soon("caller_hangup")  # the socket closed without a hangup
             return await runner
         finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
             if not runner.done():
                 session.end_soon("error")
                 await runner
+
+    async def _read(self, websocket: WebSocket, session: CallSession) -> None:
+        voice = session if isinstance(session, VoiceCallSession) else None
+        while True:
+            try:
+                message = parse_client_message(await websocket.receive_text())
+            except ProtocolError as exc:
+                await websocket.send_json({"type": "error", "detail": str(exc)})
+                continue
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if isinstance(message, CallerHangup):
+                session.end_soon("caller_hangup")
+                return
+            if isinstance(message, CallerText):
+                session.caller_text(message.text)
+            elif isinstance(message, Media) and voice is not None:
+                await voice.caller_media(message.payload)
 
 
 def _safe_sender(websocket: WebSocket) -> Callable[[dict[str, Any]], Awaitable[None]]:

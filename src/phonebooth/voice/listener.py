@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from phonebooth.voice.endpointing import BargeIn, Endpointer, SpeechEnded, SpeechStarted
+from phonebooth.voice.frames import dbfs
 from phonebooth.voice.vad import VoiceActivity
 
 __all__ = ["CallerListener", "Utterance"]
@@ -43,8 +44,10 @@ class CallerListener:
         sample_rate: int,
         silence_ms: int,
         barge_in_ms: int = 200,
+        level_floor_dbfs: float = -50.0,
     ) -> None:
         self.vad = vad
+        self.level_floor_dbfs = level_floor_dbfs
         self.sample_rate = sample_rate
         self.endpointer = Endpointer(clock_ms, silence_ms=silence_ms, barge_in_ms=barge_in_ms)
         self._pre_roll: deque[bytes] = deque(maxlen=_PRE_ROLL_FRAMES)
@@ -60,12 +63,15 @@ class CallerListener:
 
     def feed(self, frame: bytes) -> list[ListenerEvent]:
         decision = self.vad.feed(frame)
+        # Silero keeps saying "speech" for 100-140 ms after the voice stops; a frame quieter
+        # than the floor is silence whatever it says, so the end-of-turn wait starts on time.
+        speech = decision.speech and dbfs(frame) > self.level_floor_dbfs
         if self._turn is not None:
             self._turn.append(frame)
         else:
             self._pre_roll.append(frame)
         events: list[ListenerEvent] = []
-        for event in self.endpointer.feed(decision.speech):
+        for event in self.endpointer.feed(speech):
             if isinstance(event, SpeechStarted):
                 self._turn = list(self._pre_roll)
                 self._pre_roll.clear()

@@ -10,6 +10,7 @@ __all__ = ["SentenceSplitter"]
 # abbreviation's dot is rarely followed by a space *and* a capital, so that is required too.
 _END = re.compile(r"([.!?…]+[\"')\]]*)\s+(?=[A-Z0-9\"'(¿¡])|\n+")
 _SOFT_LIMIT = 160  # a run-on clause is cut at a comma past this many characters
+_FIRST_CLAUSE = 5  # the first piece of a reply may end at a comma once this long
 
 
 class SentenceSplitter:
@@ -17,10 +18,19 @@ class SentenceSplitter:
 
     def __init__(self) -> None:
         self._buffer = ""
+        self._pieces = 0
 
     def feed(self, delta: str) -> list[str]:
+        """Whole sentences, and, for the first piece of a reply, a leading clause: the caller
+        hears "Of course," while the rest of the sentence is still being synthesized."""
         self._buffer += delta
         sentences: list[str] = []
+        if self._pieces == 0:
+            comma = self._buffer.find(", ", _FIRST_CLAUSE)
+            sentence_end = _END.search(self._buffer)
+            if comma != -1 and (sentence_end is None or comma < sentence_end.start()):
+                sentences.append(self._buffer[: comma + 1].strip())
+                self._buffer = self._buffer[comma + 2 :]
         while True:
             match = _END.search(self._buffer)
             if match is None:
@@ -34,8 +44,11 @@ class SentenceSplitter:
             if cut > 40:
                 sentences.append(self._buffer[: cut + 1].strip())
                 self._buffer = self._buffer[cut + 2 :]
+        self._pieces += len(sentences)
         return sentences
 
     def flush(self) -> list[str]:
+        """The rest of the reply; the next text starts a new reply."""
         rest, self._buffer = self._buffer.strip(), ""
+        self._pieces = 0
         return [rest] if rest else []
