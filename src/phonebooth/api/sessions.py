@@ -146,5 +146,5 @@ class SessionFactory:
         if engines is None or call.config is None:
             return None
         choice = engines.catalog.resolve(call.config.voice)
-        await self.calls.record_voice(call.call_id, choice.used, choice.substituted)
+        self.calls.record_voice(call.call_id, choice.used, choice.substituted)
         return choice

@@ -273,12 +273,20 @@ class CallService:
             await calls_repo.update_call(session, call_id, fields)
             await session.commit()
 
-    async def record_voice(self, call_id: int, used: str | None, substituted: bool) -> None:
-        async with self.db.session() as session:
-            await calls_repo.update_call(
-                session, call_id, {"voice_used": used, "voice_substituted": substituted}
-            )
-            await session.commit()
+    def record_voice(self, call_id: int, used: str | None, substituted: bool) -> None:
+        """Written behind the call's back (like the setup decision), before its end."""
+        previous = self._pending.get(call_id)
+
+        async def write() -> None:
+            if previous is not None:
+                await previous
+            async with self.db.session() as session:
+                await calls_repo.update_call(
+                    session, call_id, {"voice_used": used, "voice_substituted": substituted}
+                )
+                await session.commit()
+
+        self._pending[call_id] = self._spawn(write())
 
     async def append_transcript(self, call_id: int, rows: list[dict[str, Any]]) -> None:
         async with self.db.session() as session:
