@@ -11,7 +11,7 @@ import numpy as np
 
 from tests.conftest import LiveServer
 from tests.llm_server import ScriptedLLMServer
-from tests.voice_client import level, load_frames, start_audio_call
+from tests.voice_client import audio_call, level, load_frames
 
 SPOKEN = "Hi, I would like to book an appointment for tomorrow"
 
@@ -41,8 +41,7 @@ async def test_audio_call_hears_the_caller_and_speaks(
     )
     await live.add_number("+15555550200", agent["id"])
     llm.reply_text("Of course. We have an opening at nine tomorrow morning.")
-    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
-    try:
+    async with audio_call(live.ws_url, "+15555550200") as caller:
         setup = await caller.wait_for("setup", timeout=60)
         assert setup["config_source"] == "default"
         await caller.wait_for("agent_turn_end")
@@ -53,10 +52,6 @@ async def test_audio_call_hears_the_caller_and_speaks(
         await caller.wait_audible(after=mark + 100)
         await caller.wait_quiet()
         ended = await caller.hangup()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await caller.ws.close()
     rows = ended["transcripts"]
     user = [r["content"] for r in rows if r["role"] == "user"]
     assert user and word_error_rate(SPOKEN, user[0]) < 0.2, rows
@@ -106,9 +101,8 @@ async def test_barge_in_stops_the_agent_and_trims_the_transcript(
     await live.add_number("+15555550200", agent["id"])
     llm.reply_text(long_reply)
     llm.reply_text("Sure, tomorrow works.")
-    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
     speech = load_frames("caller_book_appointment.wav")
-    try:
+    async with audio_call(live.ws_url, "+15555550200") as caller:
         await caller.wait_for("setup", timeout=60)
         await caller.wait_for("agent_turn_end")
         await caller.wait_quiet()
@@ -125,10 +119,6 @@ async def test_barge_in_stops_the_agent_and_trims_the_transcript(
         await caller.wait_for("agent_turn_end", count=3, timeout=60)
         await asyncio.sleep(2)
         ended = await caller.hangup()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await caller.ws.close()
     onset = next(t for t, frame in caller.sent_at[interrupt_from:] if level(frame) > 300)
     assert caller.cleared_at, "the carrier never got a clear"
     # At the caller's playout clock (frames play as they arrive): the agent's voice stops for
@@ -153,19 +143,15 @@ async def test_background_track_levels(live: LiveServer, llm: ScriptedLLMServer)
         first_message="Hello there, thanks for calling.", background_track="CALL_CENTER"
     )
     await live.add_number("+15555550200", agent["id"])
-    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
-    try:
-        await caller.wait_for("setup", timeout=60)
-        await caller.wait_for("agent_turn_end")
-        await asyncio.sleep(4)
+    async with audio_call(live.ws_url, "+15555550200") as caller:
+        await caller.wait_audible()
+        await asyncio.sleep(6)  # the greeting (about 2 s), then the ambience alone
         await caller.hangup()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await caller.ws.close()
     frames = [pcm for _, pcm in caller.heard]
     loud = [level(f) for f in frames if level(f) > 1500]
-    quiet = frames[-100:]  # the last two seconds: nobody speaks
+    last_word = max(i for i, f in enumerate(frames) if level(f) > 1500)
+    quiet = frames[last_word + 50 :]  # from a second after the agent's last word
+    assert len(quiet) >= 100
     gap = np.concatenate([np.frombuffer(f, dtype=np.int16) for f in quiet]).astype(np.float64)
     gap_dbfs = 20 * np.log10(np.sqrt(np.mean(gap**2)) / 32768)
     speech_dbfs = 20 * np.log10(np.median(loud) / 32768)
@@ -184,16 +170,11 @@ GREETING = (
 async def _heard_greeting(live: LiveServer, number: str, track: str | None) -> list[bytes]:
     agent = await live.add_agent(first_message=GREETING, background_track=track)
     await live.add_number(number, agent["id"])
-    caller, tasks = await start_audio_call(live.ws_url, number)
-    try:
-        await caller.wait_for("setup", timeout=60)
+    async with audio_call(live.ws_url, number) as caller:
         await caller.wait_audible()
-        await caller.wait_quiet(quiet_s=1.0)
+        # the whole greeting plays (about a third of a second a word), then a quiet stretch
+        await asyncio.sleep(len(GREETING.split()) * 0.33 + 2.5)
         await caller.hangup()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await caller.ws.close()
     return [pcm for _, pcm in caller.heard]
 
 
@@ -239,15 +220,10 @@ async def test_an_engine_that_knows_the_voice_is_used_as_is(
     live.app.state.phonebooth.sessions._engines = VoiceEngines(built.stt, [ToneVoice(), *built.tts])
     agent = await live.add_agent(first_message="Hello.", voice="en-US-Standard-Journey-D")
     await live.add_number("+15555550200", agent["id"])
-    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
-    try:
+    async with audio_call(live.ws_url, "+15555550200") as caller:
         await caller.wait_for("setup", timeout=60)
         await caller.wait_audible()
         ended = await caller.hangup()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await caller.ws.close()
     assert ended["voice_used"] == "en-US-Standard-Journey-D"
     assert ended["voice_substituted"] is False
 
@@ -256,15 +232,10 @@ async def test_recordings_off_records_nothing(live: LiveServer, llm: ScriptedLLM
     live.app.state.phonebooth.recordings.enabled = False
     agent = await live.add_agent(first_message="Hello.")
     await live.add_number("+15555550200", agent["id"])
-    caller, tasks = await start_audio_call(live.ws_url, "+15555550200")
-    try:
+    async with audio_call(live.ws_url, "+15555550200") as caller:
         await caller.wait_for("setup", timeout=60)
         await caller.wait_audible()
         ended = await caller.hangup()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await caller.ws.close()
     assert ended["recording_url"] is None
     missing = await live.http.get(f"/v1/calls/{ended['call_id']}/audio")
     assert missing.status_code == 404

@@ -7,6 +7,8 @@ import base64
 import json
 import time
 import wave
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,18 @@ class AudioCaller:
         await self.ws.send(json.dumps({"type": "hangup"}))
         await asyncio.wait_for(self.ended.wait(), 30)
         return next(m for m in self.messages if m["type"] == "ended")
+
+
+@asynccontextmanager
+async def audio_call(ws_url: str, to: str) -> AsyncIterator[AudioCaller]:
+    """A connected audio caller (media flowing once the call is set up), closed afterwards."""
+    caller, tasks = await start_audio_call(ws_url, to)
+    try:
+        yield caller
+    finally:
+        for task in tasks:
+            task.cancel()
+        await caller.ws.close()
 
 
 async def start_audio_call(ws_url: str, to: str) -> tuple[AudioCaller, list[asyncio.Task[None]]]:

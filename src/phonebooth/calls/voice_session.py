@@ -120,6 +120,10 @@ class VoiceCallSession(CallSession):
     # -- audio out ----------------------------------------------------------------------------
 
     async def _send_frame(self, pcm16: bytes) -> None:
+        if self.speaker.speaking:
+            # Caller silence counts from the end of the agent's audio, not of its text: a
+            # check-in must never talk over the agent's own long answer.
+            self._last_caller_activity = self._clock()
         if self.recorder is not None:
             self.recorder.agent(pcm16)
         payload = base64.b64encode(ulaw_encode(pcm16)).decode("ascii")
