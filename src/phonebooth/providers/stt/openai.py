@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from phonebooth.providers.http_errors import service_error_detail
 from phonebooth.providers.llm.base import status_is_retryable
 from phonebooth.providers.stt.base import STT, STTCapabilities, STTError, language_code
 
@@ -31,17 +32,6 @@ def pcm16_to_wav(pcm16: bytes, sample_rate: int) -> bytes:
         wav.setframerate(sample_rate)
         wav.writeframes(pcm16)
     return buffer.getvalue()
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """The service's own sentence (`{"error": {"message": ...}}`) when it sent one."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message", ""))[:200]
-    return str(body)[:200]
 
 
 class OpenAISTT(STT):
@@ -84,7 +74,7 @@ class OpenAISTT(STT):
             raise STTError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
         if response.status_code != 200:
             raise STTError(
-                f"{self.name}: HTTP {response.status_code}: {_error_detail(response)}",
+                f"{self.name}: HTTP {response.status_code}: {service_error_detail(response)}",
                 retryable=status_is_retryable(response.status_code),
                 status_code=response.status_code,
             )

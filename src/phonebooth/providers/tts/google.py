@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from phonebooth.providers.http_errors import service_error_detail
 from phonebooth.providers.llm.base import status_is_retryable
 from phonebooth.providers.tts.base import (
     TTS,
@@ -84,17 +85,6 @@ def strip_wav_header(audio: bytes) -> bytes:
             return wav.readframes(wav.getnframes())
     except (wave.Error, EOFError) as exc:
         raise TTSError(f"google: malformed WAV in the answer: {exc}", retryable=False) from exc
-
-
-def _error_detail(response: httpx.Response) -> str:
-    """Google's own sentence (`{"error": {"message": ...}}`) when it sent one."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message", ""))[:200]
-    return str(body)[:200]
 
 
 class GoogleTTS(TTS):
@@ -162,7 +152,7 @@ class GoogleTTS(TTS):
             raise TTSError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from exc
         if response.status_code != 200:
             raise TTSError(
-                f"{self.name}: HTTP {response.status_code}: {_error_detail(response)}",
+                f"{self.name}: HTTP {response.status_code}: {service_error_detail(response)}",
                 retryable=status_is_retryable(response.status_code),
                 status_code=response.status_code,
             )
